@@ -1,0 +1,88 @@
+"""Conflict monitor: an independent check of every signal state before it reaches the heads.
+
+It shares no code with the timer (controllers/timing.py). It keeps, per link, what was shown and
+for how long, and rejects a state that would
+- show two conflicting links (the junction's conflict matrix) green or yellow together,
+- end a link's yellow before ``yellow_min``,
+- take a link from green straight to red (no yellow),
+- end a link's green before ``min_green``.
+On a violation it latches: ``check`` returns False for this and every later state until ``reset``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.network import JunctionSpec
+
+_GREEN = frozenset("Gg")
+_YELLOW = frozenset("yY")
+_EPS = 1e-6
+
+
+@dataclass
+class ConflictMonitor:
+    spec: JunctionSpec
+    min_green: float = 5.0
+    yellow_min: float = 3.0
+    fault: str | None = None
+    faults: int = 0
+    _conf: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._conf = self.spec.conflict_matrix()
+        n = self.spec.n_links
+        self._prev = ["r"] * n
+        self._run = [1e9] * n  # seconds the current letter of each link has been shown
+
+    def _violation(self, state: str) -> str | None:
+        if len(state) != self.spec.n_links:
+            return f"state length {len(state)} != {self.spec.n_links} links"
+        active = np.fromiter((c in _GREEN or c in _YELLOW for c in state), dtype=np.bool_, count=len(state))
+        if active.any():
+            idx = np.flatnonzero(active)
+            sub = self._conf[np.ix_(idx, idx)]
+            if sub.any():
+                a, b = np.argwhere(sub)[0]
+                return f"conflicting links {idx[a]} and {idx[b]} both active in {state!r}"
+        for i, (old, new) in enumerate(zip(self._prev, state)):
+            if old == new or (old in _GREEN and new in _GREEN):
+                continue
+            run = self._run[i]
+            if old in _GREEN and new not in _YELLOW:
+                return f"link {i} from green to {new!r} without yellow"
+            if old in _GREEN and run + _EPS < self.min_green:
+                return f"link {i} green ended after {run:g} s < minimum {self.min_green:g} s"
+            if old in _YELLOW and run + _EPS < self.yellow_min:
+                return f"link {i} yellow cut to {run:g} s < {self.yellow_min:g} s"
+            if old in _YELLOW and new in _GREEN:
+                return f"link {i} from yellow back to green"
+        return None
+
+    def check(self, state: str) -> bool:
+        """True when ``state`` may be shown. Call :meth:`shown` once it is."""
+        if self.fault is not None:
+            return False
+        why = self._violation(state)
+        if why is not None:
+            self.fault = why
+            self.faults += 1
+            return False
+        return True
+
+    def shown(self, state: str, dt: float) -> None:
+        """Record that ``state`` was shown for ``dt`` seconds."""
+        for i, (old, new) in enumerate(zip(self._prev, state)):
+            same = old == new or (old in _GREEN and new in _GREEN)
+            self._run[i] = self._run[i] + dt if same else dt
+        self._prev = list(state)
+
+    def reset(self) -> None:
+        self.fault = None
+        n = self.spec.n_links
+        self._run = [1e9] * n
+
+    def failsafe_state(self) -> str:
+        return "r" * self.spec.n_links

@@ -1,0 +1,192 @@
+"""The engine's control loop: readings in, state arrays, policy kernel, commands out.
+
+Every tick (``tick`` seconds, default 1) the loop turns the latest detector readings into per-lane
+arrays, runs the policy kernel over all junctions at once, and sends each controller one word on the
+command channel: a :class:`PhaseCommand` when the policy wants a change, a :class:`Heartbeat`
+otherwise. Controllers report their state back on the same channel; the engine plans from what they
+report (phase, interval, time in interval), never from what it asked for.
+
+In lockstep (simulation) the clock is the runner's ``tick`` messages and the engine waits, at most
+``lockstep_wait`` wall seconds, until every online controller has reported the previous tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+
+import numpy as np
+import zmq
+
+from engine import bus
+from engine import messages as m
+from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE, Network
+from engine.observe import Observer
+from engine.policies import JunctionState, Observations, get_policy, policy_net, seed_rng
+
+log = logging.getLogger("lintas.engine")
+
+INTERVAL_CODE = {"green": 0, "yellow": 1, "allred": 2, "failsafe": 3}
+
+
+class Engine:
+    def __init__(
+        self,
+        network: Network,
+        policy: str,
+        ep: bus.Endpoints,
+        *,
+        ctx: zmq.Context | None = None,
+        seed: int = 0,
+        params: np.ndarray | None = None,
+        lockstep: bool = True,
+        lockstep_wait: float = 2.0,
+        offline_after: float = 4.0,
+        tick: float = 1.0,
+        security=None,
+        wall=time.monotonic,
+    ) -> None:
+        self.net = network
+        self.policy = get_policy(policy)
+        self.params = self.policy.default_params() if params is None else np.asarray(params, dtype=np.float64)
+        self.lockstep = lockstep
+        self.lockstep_wait = lockstep_wait
+        self.offline_after = offline_after
+        self.tick = tick
+        self.wall = wall
+        ctx = ctx or zmq.Context.instance()
+        self.router = bus.CommandServer(ctx, ep, security=security)
+        self.sub = bus.Subscriber(ctx, ep, [m.TOPIC_DETECTORS, m.TOPIC_TICK], security=security)
+        self.pub = bus.Publisher(ctx, ep, security=security)
+        n_j = network.n_junctions
+        self.cur_phase = network.jn_phase_ptr[:-1].astype(np.int32).copy()
+        self.interval = np.full(n_j, 3, dtype=np.int8)
+        self.since = np.zeros(n_j)
+        self.state_time = np.full(n_j, -np.inf)
+        self.online = np.zeros(n_j, dtype=np.bool_)
+        self.seq = np.zeros(n_j, dtype=np.int64)
+        self.target = np.full(n_j, -1, dtype=np.int32)
+        self.rng = seed_rng(seed, n_j)
+        self.pnet = policy_net(network)
+        self.observer = Observer(network)
+        self.commands_sent = 0
+        self.ticks_done = 0
+        self.stopped = False
+        self.now: float | None = None
+        self._ticks: deque[m.ClockTick] = deque()
+        self._wait_since: float | None = None
+        self._hb = 0
+
+    def sockets(self) -> list[zmq.Socket]:
+        return [self.router.sock, self.sub.sock]
+
+    # -- inputs --------------------------------------------------------------------------------------
+    def pump(self) -> bool:
+        progressed = False
+        jidx = self.net.junction_index
+        for sender, msg in self.router.drain():
+            progressed = True
+            if isinstance(msg, m.ControllerState):
+                j = jidx.get(msg.junction)
+                if j is None or msg.junction != sender:
+                    self.router.stats.drop("unknown-junction")
+                    continue
+                self._on_state(j, msg)
+        for _topic, msg in self.sub.drain():
+            progressed = True
+            if isinstance(msg, m.DetectorBatch):
+                self.observer.update(msg)
+            elif isinstance(msg, m.ClockTick):
+                self._ticks.append(msg)
+        while self._ticks:
+            tk = self._ticks[0]
+            if tk.phase == "stop":
+                self.stopped = True
+                self._ticks.clear()
+                return True
+            if tk.phase == "sync":
+                self._ticks.popleft()
+                self._heartbeat(tk.time)
+                continue
+            if not self._ready(tk.time):
+                break
+            self._ticks.popleft()
+            self.step(tk.time)
+            progressed = True
+        return progressed
+
+    def _on_state(self, j: int, st: m.ControllerState) -> None:
+        if not (st.time >= self.state_time[j]):
+            return
+        n_ph = int(self.net.jn_phase_ptr[j + 1] - self.net.jn_phase_ptr[j])
+        if not (0 <= st.phase < n_ph):
+            return
+        if not self.online[j]:
+            log.info("junction %s online (mode %s)", st.junction, st.mode)
+        self.online[j] = True
+        self.state_time[j] = st.time
+        self.cur_phase[j] = self.net.jn_phase_ptr[j] + st.phase
+        self.interval[j] = INTERVAL_CODE.get(st.interval, 3) if st.mode == "engine" else 3
+        self.since[j] = st.since
+        self.seq[j] = max(self.seq[j], st.last_seq)
+
+    def _ready(self, t: float) -> bool:
+        if not self.lockstep:
+            return True
+        waiting = self.online & (self.state_time < t - self.tick - 1e-9)
+        if not waiting.any():
+            self._wait_since = None
+            return True
+        now = self.wall()
+        if self._wait_since is None:
+            self._wait_since = now
+        return now - self._wait_since > self.lockstep_wait
+
+    # -- the tick ------------------------------------------------------------------------------------
+    def step(self, t: float) -> np.ndarray:
+        """One control tick at clock time ``t``; returns the targets sent (-1: none)."""
+        self.now = t
+        self._wait_since = None
+        stale = self.online & (t - self.state_time > self.offline_after)
+        if stale.any():
+            for j in np.flatnonzero(stale):
+                log.warning("junction %s offline: no state for %.1f s", self.net.junctions[j].id, t - self.state_time[j])
+            self.online[stale] = False
+        # time in interval now, from the last report
+        since_now = self.since + np.where(np.isfinite(self.state_time), t - self.state_time, 0.0)
+        state = JunctionState(self.cur_phase, self.interval, since_now, self.online)
+        obs = Observations(*self.observer.observations(t))
+        self.target.fill(-1)
+        self.policy.kernel(float(t), self.pnet, state, obs, self.params, self.rng, self.target)
+        self._send(t)
+        self.ticks_done += 1
+        return self.target
+
+    def _send(self, t: float) -> None:
+        ptr = self.net.jn_phase_ptr
+        respects = self.policy.respects_limits
+        hb = m.Heartbeat(sender="engine", time=t, seq=self.ticks_done)
+        for j, spec in enumerate(self.net.junctions):
+            if not self.online[j]:
+                continue
+            k = int(self.target[j])
+            if k >= 0 and (not respects or (self.interval[j] == 0 and k != self.cur_phase[j])):
+                self.seq[j] += 1
+                cmd = m.PhaseCommand(junction=spec.id, action="advance", phase=k - int(ptr[j]), seq=int(self.seq[j]), issued_at=t)
+                self.router.send(spec.id, cmd)
+                self.commands_sent += 1
+            else:
+                self.router.send(spec.id, hb)
+        self._heartbeat(t)
+
+    def _heartbeat(self, t: float) -> None:
+        self._hb += 1
+        self.pub.publish(m.TOPIC_HEARTBEAT, m.Heartbeat(sender="engine", time=t, seq=self._hb))
+
+    def close(self) -> None:
+        for s in (self.router, self.sub, self.pub):
+            s.close()
+
+
+__all__ = ["Engine", "DET_STOPLINE", "DET_ADVANCE", "DET_AREA"]

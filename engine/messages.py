@@ -1,0 +1,154 @@
+"""Every message on the Lintas bus and command channel, as typed, versioned msgspec structs.
+
+Wire format: MessagePack maps (field name -> value), one message per ZeroMQ frame. Every struct
+carries ``v`` (schema version) and is tagged with ``t`` (its type name), so a peer written in another
+language decodes a frame by reading ``t`` first. ``docs/protocol.md`` documents topics, frames, fields
+and units; ``tests/engine/test_protocol_doc.py`` keeps the two in step.
+
+Units: time in seconds (simulation or wall clock, as the clock given to the component says),
+occupancy as a fraction 0..1, lengths in metres, speeds in m/s.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+# Bus topics (pub/sub, first frame). Telemetry only; commands travel on ROUTER/DEALER.
+TOPIC_DETECTORS = b"det"
+TOPIC_STATE = b"state"
+TOPIC_TICK = b"tick"
+TOPIC_FAULT = b"fault"
+TOPIC_HEARTBEAT = b"hb"
+TOPIC_REFUSAL = b"refusal"
+
+Interval = Literal["green", "yellow", "allred", "failsafe"]
+Mode = Literal["engine", "local", "failsafe", "starting"]
+
+
+class _Msg(msgspec.Struct, tag_field="t", forbid_unknown_fields=False, frozen=True):
+    """Base: ``t`` tags the type, ``v`` the schema version."""
+
+    v: int = SCHEMA_VERSION
+
+
+class DetectorReading(msgspec.Struct, frozen=True, array_like=False):
+    """One detector over the last interval.
+
+    count: vehicles that crossed an induction loop (E1) during the interval, or vehicles present in a
+    lane-area / camera zone (E2) at the end of it. occupancy: fraction of the interval (E1) or of the
+    zone length (E2) covered by vehicles, 0..1. halting: vehicles standing (< 0.1 m/s) in the zone
+    (E2/camera only; 0 for loops)."""
+
+    detector: str
+    count: int
+    occupancy: float
+    halting: int = 0
+
+
+class DetectorBatch(_Msg, tag="detectors"):
+    """All readings of one source (the SUMO field, a loop cabinet, a camera) for the interval ending
+    at ``time``. Topic ``det``."""
+
+    source: str = ""
+    time: float = 0.0
+    interval: float = 1.0
+    readings: list[DetectorReading] = []
+
+
+class ControllerState(_Msg, tag="state"):
+    """What a junction controller shows, published every tick on topic ``state`` and sent to the
+    engine over the command channel (it doubles as the controller's heartbeat there).
+
+    phase: index of the green phase being served, or being left during yellow/all-red. target: the
+    phase the controller is moving to (== phase while green). signal: the SUMO-style state string
+    shown on the heads (one character per link: G g y r o O). since: seconds in the current interval.
+    last_seq: sequence number of the last command accepted (-1 if none)."""
+
+    junction: str = ""
+    time: float = 0.0
+    phase: int = 0
+    target: int = 0
+    interval: Interval = "green"
+    since: float = 0.0
+    mode: Mode = "starting"
+    signal: str = ""
+    last_seq: int = -1
+    accepted: int = 0
+    refused: int = 0
+
+
+class PhaseCommand(_Msg, tag="command"):
+    """Engine -> controller. action ``hold`` keeps the current green (if allowed); ``advance`` ends
+    it (after its minimum) and moves to green phase ``phase`` through yellow and all-red.
+    seq: strictly increasing per junction. issued_at: engine clock when issued (s)."""
+
+    junction: str = ""
+    action: Literal["hold", "advance"] = "hold"
+    phase: int = -1
+    seq: int = 0
+    issued_at: float = 0.0
+
+
+class Heartbeat(_Msg, tag="heartbeat"):
+    """Liveness from ``sender`` (engine or controller id) at ``time``; on the command channel and
+    on topic ``hb``. ``seq`` counts heartbeats of that sender."""
+
+    sender: str = ""
+    time: float = 0.0
+    seq: int = 0
+
+
+class ClockTick(_Msg, tag="tick"):
+    """Lockstep clock from the simulation runner, topic ``tick``. ``phase`` is ``sync`` while the
+    runner waits for every component to answer, ``run`` for a simulation step, ``stop`` at the end."""
+
+    time: float = 0.0
+    step: int = 0
+    phase: Literal["sync", "run", "stop"] = "run"
+
+
+class Fault(_Msg, tag="fault"):
+    """A latched fault or an alarm, topic ``fault``."""
+
+    source: str = ""
+    time: float = 0.0
+    kind: str = ""
+    detail: str = ""
+
+
+class Refusal(_Msg, tag="refusal"):
+    """A command a controller refused, with the reason, topic ``refusal``."""
+
+    junction: str = ""
+    time: float = 0.0
+    seq: int = -1
+    reason: str = ""
+
+
+Message = DetectorBatch | ControllerState | PhaseCommand | Heartbeat | ClockTick | Fault | Refusal
+MESSAGE_TYPES: tuple[type, ...] = (
+    DetectorBatch,
+    ControllerState,
+    PhaseCommand,
+    Heartbeat,
+    ClockTick,
+    Fault,
+    Refusal,
+)
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Message)
+
+
+def encode(msg: Message) -> bytes:
+    return _encoder.encode(msg)
+
+
+def decode(data: bytes) -> Message:
+    """Decode and validate one frame; raises ``msgspec.DecodeError``/``ValidationError`` on bad input."""
+    msg = _decoder.decode(data)
+    return msg

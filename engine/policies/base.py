@@ -1,0 +1,294 @@
+"""Common interface of the signal policies: input/output arrays, parameter vectors, rng seeding.
+
+A *policy* looks at every junction of the network at once and proposes, per junction, which green
+phase to advance to. It never times yellow or all-red and never enforces safety: the per-junction
+controllers do that, and may refuse a proposal. Every policy exists twice, with the same signature:
+
+- ``kernel``: a ``@numba.njit(cache=True)`` function (``engine/policies/kernels.py``), used at run time;
+- ``reference``: plain Python/NumPy loops (``engine/policies/reference.py``), written independently
+  and kept so the tests can prove the kernel implements the documented rule.
+
+Signature (both)::
+
+    fn(t, net, state, obs, params, rng, out_target) -> None
+
+t : float
+    Current time (s). Part of the interface for time-of-day policies; the four built-in policies only
+    use ``state.since``.
+net : PolicyNet
+    Network arrays, from :func:`policy_net`.
+state : JunctionState
+    Arrays of length n_junctions (see :class:`JunctionState`).
+obs : Observations
+    Arrays of length n_lanes (see :class:`Observations`).
+params : float64[n_params]
+    The policy's parameter vector; ``DEFAULT_PARAMS[name]`` holds the defaults, the policy's IntEnum
+    (``ActuatedParam``, ``MaxPressureParam``, ``RandomParam``) names the indices.
+rng : uint64[n_junctions]
+    Per-junction xorshift64* states, from :func:`seed_rng`; only ``random`` reads it, and updates it
+    in place. The others ignore it (pass any uint64 array, e.g. the same one).
+out_target : int32[n_junctions]
+    Written for EVERY junction: :data:`HOLD` (-1) to hold / nothing to propose, otherwise the GLOBAL
+    index of a green phase *of that junction* to advance to.
+
+Rules common to ``fixed``, ``actuated`` and ``maxpressure`` (``respects_limits`` is True):
+- they propose only for junctions with ``online[j]`` and ``interval[j] == INTERVAL_GREEN``; every other
+  junction gets HOLD;
+- a junction whose ``cur_phase`` is not one of its own green phases, or which has no green phases,
+  gets HOLD; a proposal is never the current phase itself (that would be a no-op: HOLD instead) and
+  never a phase of another junction.
+
+``random`` proposes for every junction whatever its interval/online state, and may propose the
+current phase: it is there to exercise the controllers' safety logic.
+
+*Ring order* from ``cur`` (used for tie-breaks and for the actuated phase sequence): ``cur``, then
+``phase_next[cur]``, ``phase_next[phase_next[cur]]``, ... until the walk leaves the junction's phases
+or revisits a phase; then any of the junction's phases the walk never reached, by increasing index.
+For a well-formed program (``phase_next`` a single cycle over the junction's phases) that is simply
+the program's cycle starting at ``cur``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+HOLD = -1
+
+INTERVAL_GREEN = 0
+INTERVAL_YELLOW = 1
+INTERVAL_ALLRED = 2
+INTERVAL_OFFLINE = 3  # offline / fail-safe / local control: never command
+
+
+class PolicyNet(NamedTuple):
+    """The network arrays a policy kernel reads (all C-contiguous, dtypes as listed).
+
+    jn_phase_ptr  int32[n_j + 1]      junction j's green phases are jn_phase_ptr[j]:jn_phase_ptr[j+1]
+    phase_mov_ptr int32[n_phases + 1] phase p serves movements phase_mov_idx[phase_mov_ptr[p]:phase_mov_ptr[p+1]]
+    phase_mov_idx int32[nnz]
+    mov_in_lane   int32[n_mov]        incoming lane of each movement
+    mov_out_lane  int32[n_mov]        downstream controlled lane (incoming lane of the next junction) or -1
+    phase_min     float64[n_phases]   min green (s)
+    phase_max     float64[n_phases]   max green (s)
+    phase_fixed   float64[n_phases]   the net program's green (s)
+    phase_next    int32[n_phases]     the net program's next green phase (global index)
+    lane_length   float64[n_lanes]    m
+    """
+
+    jn_phase_ptr: np.ndarray
+    phase_mov_ptr: np.ndarray
+    phase_mov_idx: np.ndarray
+    mov_in_lane: np.ndarray
+    mov_out_lane: np.ndarray
+    phase_min: np.ndarray
+    phase_max: np.ndarray
+    phase_fixed: np.ndarray
+    phase_next: np.ndarray
+    lane_length: np.ndarray
+
+
+class JunctionState(NamedTuple):
+    """Per-junction controller state, arrays of length n_junctions.
+
+    cur_phase int32    global green phase index currently served (or being left during yellow/all-red)
+    interval  int8     INTERVAL_GREEN 0, INTERVAL_YELLOW 1, INTERVAL_ALLRED 2, INTERVAL_OFFLINE 3
+    since     float64  seconds spent in the current interval
+    online    bool     the controller accepts engine commands
+    """
+
+    cur_phase: np.ndarray
+    interval: np.ndarray
+    since: np.ndarray
+    online: np.ndarray
+
+
+class Observations(NamedTuple):
+    """Per-lane observations, arrays of length n_lanes (float64).
+
+    queue     halting vehicles on the approach
+    count     vehicles on the approach within the detection area
+    gap       seconds since the last vehicle crossed the lane's stop-line or advance loop (large if none)
+    presence  stop-line occupancy now, 0..1
+    """
+
+    queue: np.ndarray
+    count: np.ndarray
+    gap: np.ndarray
+    presence: np.ndarray
+
+
+_NET_DTYPES = {
+    "jn_phase_ptr": np.int32,
+    "phase_mov_ptr": np.int32,
+    "phase_mov_idx": np.int32,
+    "mov_in_lane": np.int32,
+    "mov_out_lane": np.int32,
+    "phase_min": np.float64,
+    "phase_max": np.float64,
+    "phase_fixed": np.float64,
+    "phase_next": np.int32,
+    "lane_length": np.float64,
+}
+
+
+def make_policy_net(**arrays) -> PolicyNet:
+    """PolicyNet from keyword arrays (the field names), coerced to the documented dtypes, contiguous."""
+    return PolicyNet(**{k: np.ascontiguousarray(arrays[k], dtype=dt) for k, dt in _NET_DTYPES.items()})
+
+
+def policy_net(network) -> PolicyNet:
+    """The arrays of an :class:`engine.network.Network` (or anything with those attributes)."""
+    return make_policy_net(**{k: getattr(network, k) for k in _NET_DTYPES})
+
+
+def make_state(cur_phase, interval, since, online) -> JunctionState:
+    """JunctionState with the documented dtypes (copies only where a conversion is needed)."""
+    return JunctionState(
+        np.ascontiguousarray(cur_phase, dtype=np.int32),
+        np.ascontiguousarray(interval, dtype=np.int8),
+        np.ascontiguousarray(since, dtype=np.float64),
+        np.ascontiguousarray(online, dtype=np.bool_),
+    )
+
+
+def make_observations(queue, count, gap, presence) -> Observations:
+    """Observations with the documented dtype (float64)."""
+    return Observations(*(np.ascontiguousarray(a, dtype=np.float64) for a in (queue, count, gap, presence)))
+
+
+def empty_observations(n_lanes: int, gap: float = 1e9) -> Observations:
+    """No vehicles anywhere (gap large)."""
+    z = np.zeros(n_lanes)
+    return Observations(z, z.copy(), np.full(n_lanes, float(gap)), z.copy())
+
+
+def new_target(n_junctions: int) -> np.ndarray:
+    """An out_target array (int32, filled with HOLD)."""
+    return np.full(n_junctions, HOLD, dtype=np.int32)
+
+
+# -- parameters ----------------------------------------------------------------------------------
+
+
+class FixedParam(IntEnum):
+    """``fixed`` takes no parameters (an empty vector)."""
+
+
+class ActuatedParam(IntEnum):
+    GAP_THRESHOLD = 0  # s; the phase extends while a served lane has gap < this (default 3.0)
+
+
+class MaxPressureParam(IntEnum):
+    WEIGHT = 0  # which observation weighs a lane: WEIGHT_COUNT (default), WEIGHT_QUEUE, WEIGHT_DENSITY
+    HYSTERESIS = 1  # switch only if pressure[best] > pressure[cur] + this (default 0.0)
+
+
+class RandomParam(IntEnum):
+    P_SWITCH = 0  # probability per tick and junction of proposing a random phase (default 0.3)
+
+
+# values of MaxPressureParam.WEIGHT (rounded to the nearest integer; anything else counts as COUNT)
+WEIGHT_COUNT = 0  # w(l) = obs.count[l]
+WEIGHT_QUEUE = 1  # w(l) = obs.queue[l]
+WEIGHT_DENSITY = 2  # w(l) = obs.count[l] / max(lane_length[l], 1.0)   (vehicles per metre)
+
+PARAM_ENUMS: dict[str, type[IntEnum]] = {
+    "fixed": FixedParam,
+    "actuated": ActuatedParam,
+    "maxpressure": MaxPressureParam,
+    "random": RandomParam,
+}
+
+
+def _defaults(enum: type[IntEnum], values: dict) -> np.ndarray:
+    a = np.zeros(len(enum), dtype=np.float64)
+    for k, v in values.items():
+        a[enum[k]] = v
+    a.setflags(write=False)  # shared: copy with Policy.default_params() before editing
+    return a
+
+
+DEFAULT_PARAMS: dict[str, np.ndarray] = {
+    "fixed": _defaults(FixedParam, {}),
+    "actuated": _defaults(ActuatedParam, {"GAP_THRESHOLD": 3.0}),
+    "maxpressure": _defaults(MaxPressureParam, {"WEIGHT": WEIGHT_COUNT, "HYSTERESIS": 0.0}),
+    "random": _defaults(RandomParam, {"P_SWITCH": 0.3}),
+}
+
+
+# -- random number generation ----------------------------------------------------------------------
+
+MASK64 = (1 << 64) - 1
+XORSHIFT_MULT = 0x2545F4914F6CDD1D  # xorshift64* output multiplier
+_SPLITMIX_GAMMA = 0x9E3779B97F4A7C15
+
+
+def seed_rng(seed: int, n_junctions: int) -> np.ndarray:
+    """Per-junction xorshift64* states (uint64[n_junctions], never 0), from a splitmix64 stream.
+
+    The generator (identical in kernel and reference), per draw::
+
+        x ^= x >> 12; x ^= x << 25 (mod 2**64); x ^= x >> 27; state = x
+        r = x * 0x2545F4914F6CDD1D (mod 2**64)
+        uniform u = (r >> 11) * 2**-53 in [0, 1); bounded k = ((r >> 32) * n) >> 32 in [0, n)
+    """
+    out = np.empty(n_junctions, dtype=np.uint64)
+    s = int(seed) & MASK64
+    for j in range(n_junctions):
+        s = (s + _SPLITMIX_GAMMA) & MASK64
+        z = s
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        z ^= z >> 31
+        out[j] = z if z != 0 else _SPLITMIX_GAMMA
+    return out
+
+
+# -- registry types ----------------------------------------------------------------------------------
+
+
+class UnknownPolicy(KeyError, ValueError):
+    """Raised by :func:`engine.policies.get_policy` for a name not in ``POLICIES`` (a KeyError and a
+    ValueError, so either ``except`` catches it)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A registered policy. ``kernel`` and ``reference`` share the signature in the module docstring."""
+
+    name: str
+    kernel: Callable
+    reference: Callable
+    param_enum: type[IntEnum]
+    respects_limits: bool  # True: proposes only for online green junctions, never before min green
+    # (fixed: at phase_fixed) nor a no-op; False (random): proposes anything, anytime
+    doc: str = ""
+
+    @property
+    def n_params(self) -> int:
+        return len(self.param_enum)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.param_enum)
+
+    def default_params(self) -> np.ndarray:
+        """A fresh, writable copy of ``DEFAULT_PARAMS[name]``."""
+        return np.array(DEFAULT_PARAMS[self.name], dtype=np.float64, copy=True)
+
+    def params(self, **overrides: float) -> np.ndarray:
+        """Default params with some entries replaced by name, e.g. ``params(GAP_THRESHOLD=2.5)``."""
+        p = self.default_params()
+        for k, v in overrides.items():
+            try:
+                p[self.param_enum[k.upper()]] = v
+            except KeyError:
+                raise KeyError(f"{self.name} has no parameter {k!r}; valid: {self.param_names}") from None
+        return p

@@ -1,0 +1,271 @@
+"""Numba kernels of the signal policies: one call decides for every junction.
+
+Signature and rules: see ``engine/policies/base.py``. The rule each kernel implements is documented
+on the kernel; ``engine/policies/reference.py`` implements the same rules in plain Python and the
+tests hold the two equal. Each call allocates at most one or two scratch arrays of the size of the
+largest junction (number of green phases); nothing is allocated per junction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .base import (
+    HOLD,
+    INTERVAL_GREEN,
+    WEIGHT_DENSITY,
+    WEIGHT_QUEUE,
+    XORSHIFT_MULT,
+    ActuatedParam,
+    MaxPressureParam,
+    RandomParam,
+)
+
+_GAP_THRESHOLD = int(ActuatedParam.GAP_THRESHOLD)
+_MP_WEIGHT = int(MaxPressureParam.WEIGHT)
+_MP_HYSTERESIS = int(MaxPressureParam.HYSTERESIS)
+_P_SWITCH = int(RandomParam.P_SWITCH)
+
+_U12 = np.uint64(12)
+_U25 = np.uint64(25)
+_U27 = np.uint64(27)
+_U11 = np.uint64(11)
+_U32 = np.uint64(32)
+_MULT = np.uint64(XORSHIFT_MULT)
+_TWO_M53 = 1.0 / 9007199254740992.0  # 2**-53
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _max_phases(jn_phase_ptr):
+    m = 0
+    for j in range(jn_phase_ptr.shape[0] - 1):
+        d = jn_phase_ptr[j + 1] - jn_phase_ptr[j]
+        if d > m:
+            m = d
+    return m
+
+
+@njit(cache=True)
+def _green_cur(state, jn_phase_ptr, j):
+    """cur_phase of j if j is online, in green and cur_phase is one of j's phases; else -1."""
+    if not state.online[j] or state.interval[j] != INTERVAL_GREEN:
+        return -1
+    cur = np.int64(state.cur_phase[j])
+    if cur < jn_phase_ptr[j] or cur >= jn_phase_ptr[j + 1]:
+        return -1
+    return cur
+
+
+@njit(cache=True)
+def _ring_order(net, lo, hi, cur, order):
+    """Fill order[0:hi-lo] with j's phases in ring order from cur (see base.py); returns hi - lo."""
+    n = hi - lo
+    order[0] = cur
+    k = 1
+    p = np.int64(net.phase_next[cur])
+    while k < n and p >= lo and p < hi:
+        seen = False
+        for i in range(k):
+            if order[i] == p:
+                seen = True
+                break
+        if seen:
+            break
+        order[k] = p
+        k += 1
+        p = np.int64(net.phase_next[p])
+    q = lo
+    while k < n and q < hi:
+        seen = False
+        for i in range(k):
+            if order[i] == q:
+                seen = True
+                break
+        if not seen:
+            order[k] = q
+            k += 1
+        q += 1
+    return n
+
+
+@njit(cache=True)
+def _has_call(net, obs, p):
+    for k in range(net.phase_mov_ptr[p], net.phase_mov_ptr[p + 1]):
+        lane = net.mov_in_lane[net.phase_mov_idx[k]]
+        if obs.count[lane] > 0.0 or obs.queue[lane] > 0.0 or obs.presence[lane] > 0.0:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _weight(net, obs, lane, wsel):
+    if wsel == WEIGHT_QUEUE:
+        return obs.queue[lane]
+    if wsel == WEIGHT_DENSITY:
+        return obs.count[lane] / net.lane_length[lane]
+    return obs.count[lane]
+
+
+@njit(cache=True)
+def _pressure(net, obs, p, wsel):
+    """Sum over p's movements m (in phase_mov_idx order) of (w(in) - w(out)) / k, k = number of
+    p's movements from the same incoming lane; w(out) = 0 when mov_out_lane == -1."""
+    a = net.phase_mov_ptr[p]
+    b = net.phase_mov_ptr[p + 1]
+    s = 0.0
+    for k in range(a, b):
+        m = net.phase_mov_idx[k]
+        lane = net.mov_in_lane[m]
+        share = 0
+        for k2 in range(a, b):
+            if net.mov_in_lane[net.phase_mov_idx[k2]] == lane:
+                share += 1
+        out = net.mov_out_lane[m]
+        w_out = 0.0
+        if out >= 0:
+            w_out = _weight(net, obs, out, wsel)
+        s += (_weight(net, obs, lane, wsel) - w_out) / share
+    return s
+
+
+# -- policies ------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def fixed_kernel(t, net, state, obs, params, rng, out_target):
+    """The net's own program: target = phase_next[cur] once since >= phase_fixed[cur], else HOLD."""
+    ptr = net.jn_phase_ptr
+    for j in range(ptr.shape[0] - 1):
+        out_target[j] = HOLD
+        cur = _green_cur(state, ptr, j)
+        if cur < 0:
+            continue
+        if state.since[j] >= net.phase_fixed[cur]:
+            nxt = np.int64(net.phase_next[cur])
+            if nxt != cur and nxt >= ptr[j] and nxt < ptr[j + 1]:
+                out_target[j] = nxt
+
+
+@njit(cache=True)
+def actuated_kernel(t, net, state, obs, params, rng, out_target):
+    """Gap-out / max-out. Before phase_min[cur]: HOLD. Then the phase extends (HOLD) while
+    since < phase_max[cur] and some lane served by cur has gap < GAP_THRESHOLD. On gap-out or max-out
+    the target is the first phase after cur in ring order with a call (a served lane with count > 0,
+    queue > 0 or presence > 0); phases without calls are skipped; no call anywhere else: HOLD (rest in
+    green, even at max)."""
+    gap_thr = params[_GAP_THRESHOLD]
+    ptr = net.jn_phase_ptr
+    order = np.empty(max(_max_phases(ptr), 1), dtype=np.int64)
+    for j in range(ptr.shape[0] - 1):
+        out_target[j] = HOLD
+        cur = _green_cur(state, ptr, j)
+        if cur < 0:
+            continue
+        since = state.since[j]
+        if since < net.phase_min[cur]:
+            continue
+        if since < net.phase_max[cur]:
+            extend = False
+            for k in range(net.phase_mov_ptr[cur], net.phase_mov_ptr[cur + 1]):
+                if obs.gap[net.mov_in_lane[net.phase_mov_idx[k]]] < gap_thr:
+                    extend = True
+                    break
+            if extend:
+                continue
+        lo = np.int64(ptr[j])
+        n = _ring_order(net, lo, np.int64(ptr[j + 1]), cur, order)
+        for i in range(1, n):
+            if _has_call(net, obs, order[i]):
+                out_target[j] = order[i]
+                break
+
+
+@njit(cache=True)
+def maxpressure_kernel(t, net, state, obs, params, rng, out_target):
+    """Max pressure (Varaiya). pressure(p) = sum over p's movements m of (w(in_lane) - w(out_lane)) / k,
+    k = number of p's movements fed by that in_lane (a shared lane counts once per phase, minus the
+    mean of its movements' downstream weights). Before phase_min[cur]: HOLD. Then, below phase_max[cur]:
+    best = argmax pressure (ties: ring order from cur, so cur wins ties); switch to best if
+    best != cur and pressure[best] > pressure[cur] + HYSTERESIS. At since >= phase_max[cur]: if every
+    phase of the junction has pressure exactly 0, phase_next[cur]; otherwise the best phase other than
+    cur (ties: ring order from cur), whatever its pressure. A junction with one phase: HOLD."""
+    wsel = round(params[_MP_WEIGHT])  # round half to even, as Python
+    hyst = params[_MP_HYSTERESIS]
+    ptr = net.jn_phase_ptr
+    nmax = max(_max_phases(ptr), 1)
+    order = np.empty(nmax, dtype=np.int64)
+    press = np.empty(nmax, dtype=np.float64)  # indexed by p - lo
+    for j in range(ptr.shape[0] - 1):
+        out_target[j] = HOLD
+        cur = _green_cur(state, ptr, j)
+        if cur < 0:
+            continue
+        since = state.since[j]
+        if since < net.phase_min[cur]:
+            continue
+        lo = np.int64(ptr[j])
+        hi = np.int64(ptr[j + 1])
+        if hi - lo < 2:
+            continue
+        all_zero = True
+        for p in range(lo, hi):
+            v = _pressure(net, obs, p, wsel)
+            press[p - lo] = v
+            if v != 0.0:
+                all_zero = False
+        n = _ring_order(net, lo, hi, cur, order)
+        if since >= net.phase_max[cur]:
+            nxt = np.int64(net.phase_next[cur])
+            if all_zero and nxt != cur and nxt >= lo and nxt < hi:
+                out_target[j] = nxt
+                continue
+            best = order[1]
+            bp = press[best - lo]
+            for i in range(2, n):
+                v = press[order[i] - lo]
+                if v > bp:
+                    best = order[i]
+                    bp = v
+            out_target[j] = best
+        else:
+            best = cur
+            bp = press[cur - lo]
+            for i in range(1, n):
+                v = press[order[i] - lo]
+                if v > bp:
+                    best = order[i]
+                    bp = v
+            if best != cur and bp > press[cur - lo] + hyst:
+                out_target[j] = best
+
+
+@njit(cache=True)
+def random_kernel(t, net, state, obs, params, rng, out_target):
+    """Every junction, whatever its state: with probability P_SWITCH a uniformly random phase of the
+    junction (may be the current one), else HOLD. Per junction with n >= 1 phases: one draw u; if
+    u < P_SWITCH a second draw picks the phase. Junctions without phases: HOLD, no draw."""
+    p_switch = params[_P_SWITCH]
+    ptr = net.jn_phase_ptr
+    for j in range(ptr.shape[0] - 1):
+        out_target[j] = HOLD
+        n = np.int64(ptr[j + 1]) - np.int64(ptr[j])
+        if n <= 0:
+            continue
+        x = rng[j]
+        x ^= x >> _U12
+        x ^= x << _U25
+        x ^= x >> _U27
+        r = x * _MULT
+        u = np.float64(r >> _U11) * _TWO_M53
+        if u < p_switch:
+            x ^= x >> _U12
+            x ^= x << _U25
+            x ^= x >> _U27
+            r = x * _MULT
+            k = ((r >> _U32) * np.uint64(n)) >> _U32
+            out_target[j] = np.int64(ptr[j]) + np.int64(k)
+        rng[j] = x

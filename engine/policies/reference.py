@@ -1,0 +1,183 @@
+"""Plain Python/NumPy reference implementations of the signal policies.
+
+Slow and obvious on purpose: written from the rules in ``engine/policies/base.py`` (not by calling the
+kernels) so ``tests/engine/test_policies.py`` can hold ``kernels.py`` to them. Same signature as the
+kernels; floating-point sums are taken in the same order (movement order of ``phase_mov_idx``) so
+results are bit-identical, ties included.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .base import (
+    HOLD,
+    INTERVAL_GREEN,
+    MASK64,
+    WEIGHT_DENSITY,
+    WEIGHT_QUEUE,
+    XORSHIFT_MULT,
+    ActuatedParam,
+    MaxPressureParam,
+    RandomParam,
+)
+
+
+def _phases(net, j) -> list[int]:
+    return list(range(int(net.jn_phase_ptr[j]), int(net.jn_phase_ptr[j + 1])))
+
+
+def _commandable_phase(state, net, j):
+    """The current phase if the engine may command junction j (online, green, valid phase)."""
+    if not bool(state.online[j]) or int(state.interval[j]) != INTERVAL_GREEN:
+        return None
+    cur = int(state.cur_phase[j])
+    if cur not in _phases(net, j):
+        return None
+    return cur
+
+
+def _movements(net, p) -> list[int]:
+    return [int(m) for m in net.phase_mov_idx[int(net.phase_mov_ptr[p]) : int(net.phase_mov_ptr[p + 1])]]
+
+
+def _served_lanes(net, p) -> list[int]:
+    return [int(net.mov_in_lane[m]) for m in _movements(net, p)]
+
+
+def ring_order(net, j, cur) -> list[int]:
+    """cur, phase_next[cur], ... while inside j and unseen; then j's unreached phases by index."""
+    mine = _phases(net, j)
+    ring = [cur]
+    p = int(net.phase_next[cur])
+    while p in mine and p not in ring:
+        ring.append(p)
+        p = int(net.phase_next[p])
+    return ring + [q for q in mine if q not in ring]
+
+
+def fixed_reference(t, net, state, obs, params, rng, out_target) -> None:
+    for j in range(len(net.jn_phase_ptr) - 1):
+        target = HOLD
+        cur = _commandable_phase(state, net, j)
+        if cur is not None and float(state.since[j]) >= float(net.phase_fixed[cur]):
+            nxt = int(net.phase_next[cur])
+            if nxt != cur and nxt in _phases(net, j):
+                target = nxt
+        out_target[j] = target
+
+
+def _lane_has_call(obs, lane) -> bool:
+    return obs.count[lane] > 0 or obs.queue[lane] > 0 or obs.presence[lane] > 0
+
+
+def actuated_reference(t, net, state, obs, params, rng, out_target) -> None:
+    threshold = float(params[ActuatedParam.GAP_THRESHOLD])
+    for j in range(len(net.jn_phase_ptr) - 1):
+        out_target[j] = HOLD
+        cur = _commandable_phase(state, net, j)
+        if cur is None:
+            continue
+        since = float(state.since[j])
+        if since < float(net.phase_min[cur]):
+            continue  # min green
+        maxed_out = since >= float(net.phase_max[cur])
+        gapped_out = not any(float(obs.gap[lane]) < threshold for lane in _served_lanes(net, cur))
+        if not (maxed_out or gapped_out):
+            continue  # extending
+        for p in ring_order(net, j, cur)[1:]:
+            if any(_lane_has_call(obs, lane) for lane in _served_lanes(net, p)):
+                out_target[j] = p
+                break
+        # no call elsewhere: rest in green (HOLD)
+
+
+def _lane_weight(net, obs, lane, variant) -> float:
+    if variant == WEIGHT_QUEUE:
+        return float(obs.queue[lane])
+    if variant == WEIGHT_DENSITY:
+        return float(obs.count[lane]) / max(float(net.lane_length[lane]), 1.0)
+    return float(obs.count[lane])
+
+
+def phase_pressure(net, obs, p, variant) -> float:
+    """Each incoming lane counts once per phase: its weight is split evenly among the phase's movements
+    from it, and each of those movements subtracts its share of its downstream lane's weight."""
+    movs = _movements(net, p)
+    per_lane: dict[int, int] = {}
+    for m in movs:
+        lane = int(net.mov_in_lane[m])
+        per_lane[lane] = per_lane.get(lane, 0) + 1
+    total = 0.0
+    for m in movs:
+        lane = int(net.mov_in_lane[m])
+        out = int(net.mov_out_lane[m])
+        w_out = _lane_weight(net, obs, out, variant) if out != -1 and out >= 0 else 0.0
+        total += (_lane_weight(net, obs, lane, variant) - w_out) / per_lane[lane]
+    return total
+
+
+def maxpressure_reference(t, net, state, obs, params, rng, out_target) -> None:
+    variant = round(float(params[MaxPressureParam.WEIGHT]))
+    hysteresis = float(params[MaxPressureParam.HYSTERESIS])
+    for j in range(len(net.jn_phase_ptr) - 1):
+        out_target[j] = HOLD
+        cur = _commandable_phase(state, net, j)
+        if cur is None:
+            continue
+        since = float(state.since[j])
+        if since < float(net.phase_min[cur]):
+            continue
+        mine = _phases(net, j)
+        if len(mine) < 2:
+            continue
+        pressure = {p: phase_pressure(net, obs, p, variant) for p in mine}
+        order = ring_order(net, j, cur)
+        rank = {p: i for i, p in enumerate(order)}
+
+        def better(a, b):  # a beats b: higher pressure, then earlier in ring order
+            if pressure[a] != pressure[b]:
+                return pressure[a] > pressure[b]
+            return rank[a] < rank[b]
+
+        if since >= float(net.phase_max[cur]):
+            nxt = int(net.phase_next[cur])
+            if all(v == 0.0 for v in pressure.values()) and nxt != cur and nxt in mine:
+                out_target[j] = nxt
+                continue
+            others = [p for p in mine if p != cur]
+            best = others[0]
+            for p in others[1:]:
+                if better(p, best):
+                    best = p
+            out_target[j] = best
+        else:
+            best = mine[0]
+            for p in mine[1:]:
+                if better(p, best):
+                    best = p
+            if best != cur and pressure[best] > pressure[cur] + hysteresis:
+                out_target[j] = best
+
+
+def _xorshift64star(x: int) -> tuple[int, int]:
+    """(new state, output) of one xorshift64* step, with Python ints."""
+    x ^= x >> 12
+    x ^= (x << 25) & MASK64
+    x ^= x >> 27
+    return x, (x * XORSHIFT_MULT) & MASK64
+
+
+def random_reference(t, net, state, obs, params, rng, out_target) -> None:
+    p_switch = float(params[RandomParam.P_SWITCH])
+    for j in range(len(net.jn_phase_ptr) - 1):
+        out_target[j] = HOLD
+        mine = _phases(net, j)
+        if not mine:
+            continue
+        x, r = _xorshift64star(int(rng[j]))
+        u = math.ldexp(r >> 11, -53)
+        if u < p_switch:
+            x, r = _xorshift64star(x)
+            out_target[j] = mine[((r >> 32) * len(mine)) >> 32]
+        rng[j] = x

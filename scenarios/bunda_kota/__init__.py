@@ -1,0 +1,1 @@
+"""Bunda Kota demo city scenario (see README.md)."""

@@ -1,0 +1,315 @@
+"""The ``lintas`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import signal
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Lintas: real-time traffic signal control over ZeroMQ, validated in SUMO.\n\n"
+    "Example: lintas simulate scenarios/bunda_kota --policy sumo-static --policy maxpressure --seeds 3 --report out/",
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_SCENARIO = REPO / "scenarios" / "bunda_kota"
+DEMO_POLICIES = ["sumo-static", "sumo-actuated", "fixed", "actuated", "maxpressure"]
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"lintas: error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def _worker_init() -> None:
+    # Ctrl-C is handled by the parent, which cancels the pool and keeps finished runs
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_job(spec, q) -> dict:
+    from simulation.runner import run_one
+
+    key = f"{spec.policy}/seed{spec.seed}"
+
+    def progress(done: float, total: float) -> None:
+        q.put((key, done, total))
+
+    rec = run_one(spec, progress)
+    q.put((key, -1, 0))
+    return rec
+
+
+def simulate_runs(
+    scenario: Path,
+    policies: list[str],
+    seeds: int,
+    *,
+    transport: str = "inproc",
+    out_dir: Path,
+    sumo_args: list[str] | None = None,
+    end: float | None = None,
+    controllers: str = "inprocess",
+    jobs: int = 2,
+    traci: bool = False,
+    gui: bool = False,
+    quiet: bool = False,
+) -> tuple[list[dict], bool]:
+    """Run every policy x seed; returns (finished runs, interrupted)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from simulation.runner import RunSpec
+
+    specs = [
+        RunSpec(scenario, p, s, out_dir, transport=transport, controllers=controllers, sumo_args=list(sumo_args or []),
+                end=end, use_traci=traci, gui=gui)
+        for p in policies
+        for s in range(1, seeds + 1)
+    ]
+    runs: list[dict] = []
+    interrupted = False
+    ctx = mp.get_context("spawn")
+    manager = ctx.Manager()
+    q = manager.Queue()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), disable=quiet, transient=False) as prog:
+        overall = prog.add_task(f"{len(specs)} runs", total=len(specs))
+        tasks: dict[str, int] = {}
+        # one fresh process per run: libsumo keeps state between runs in one process (results would
+        # depend on what ran before), so a worker never runs twice
+        pool = ProcessPoolExecutor(max_workers=max(1, min(jobs, len(specs))), mp_context=ctx,
+                                   initializer=_worker_init, max_tasks_per_child=1)
+        futs = {pool.submit(_run_job, sp, q): sp for sp in specs}
+        pending = set(futs)
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.3, return_when=FIRST_COMPLETED)
+                while not q.empty():
+                    key, d, total = q.get_nowait()
+                    if key not in tasks:
+                        tasks[key] = prog.add_task(key, total=total or 1)
+                    if d < 0:
+                        prog.update(tasks[key], completed=prog.tasks[tasks[key]].total, visible=False)
+                    else:
+                        prog.update(tasks[key], completed=d, total=total)
+                for f in done:
+                    sp = futs[f]
+                    try:
+                        runs.append(f.result())
+                    except Exception as exc:  # noqa: BLE001 - report the run, keep the others
+                        typer.echo(f"lintas: run {sp.policy} seed {sp.seed} failed: {exc}", err=True)
+                    prog.advance(overall)
+        except KeyboardInterrupt:
+            interrupted = True
+            typer.echo("\nlintas: interrupted; keeping the finished runs", err=True)
+            for f in pending:
+                f.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+        else:
+            pool.shutdown()
+    manager.shutdown()
+    order = {(p, s): i for i, (p, s) in enumerate((sp.policy, sp.seed) for sp in specs)}
+    runs.sort(key=lambda r: order.get((r["policy"], r["seed"]), 0))
+    return runs, interrupted
+
+
+def _validate(scenario: Path, policies: list[str], transport: str, controllers: str):
+    from engine.bus import TRANSPORTS
+    from simulation.runner import ALL_POLICIES, CONTROLLER_MODES
+    from simulation.scenario import ScenarioError, load_scenario
+
+    for p in policies:
+        if p not in ALL_POLICIES:
+            _fail(f"--policy: unknown policy '{p}' (choose from: {', '.join(ALL_POLICIES)})")
+    if transport not in TRANSPORTS:
+        _fail(f"--transport: unknown transport '{transport}' (choose from: {', '.join(TRANSPORTS)})")
+    if controllers not in CONTROLLER_MODES:
+        _fail(f"--controllers: unknown mode '{controllers}' (choose from: {', '.join(CONTROLLER_MODES)})")
+    try:
+        scn = load_scenario(scenario)
+        from simulation.netcompile import compile_network
+
+        compile_network(scn)  # a net without traffic lights fails here, before any run
+    except ScenarioError as exc:
+        _fail(str(exc))
+    return scn
+
+
+def _sumo_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("eclipse-sumo")
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def _finish(scn, runs: list[dict], json_file: Path | None, report_dir: Path | None, quiet: bool = False) -> None:
+    from rich.console import Console
+
+    from simulation.report import format_table, write_report
+    from simulation.runner import RUN_KEYS
+
+    if not runs:
+        typer.echo("lintas: no run finished", err=True)
+        return
+    Console().print(format_table(runs))
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "scenario": scn.name,
+            "sumo_version": _sumo_version(),
+            "runs": [{"policy": r["policy"], "seed": r["seed"], **{k: r[k] for k in RUN_KEYS}, "wall_s": r.get("wall_s")}
+                     for r in runs],
+        }
+        json_file.write_text(json.dumps(doc, indent=2))
+        typer.echo(f"wrote {json_file}")
+    if report_dir is not None:
+        paths = write_report(scn.name, runs, report_dir)
+        typer.echo(f"wrote {paths.get('markdown', report_dir)} and {paths.get('html', '')}")
+
+
+PolicyOpt = Annotated[list[str], typer.Option("--policy", "-p", help="Policy to run; repeat for several.")]
+
+
+@app.command(help="Run SUMO closed-loop comparisons. Example: lintas simulate ../shared/scenarios/resco/cologne1 "
+             "-p sumo-static -p fixed -p maxpressure --seeds 3 --json out/c1.json --report out/c1")
+def simulate(
+    scenario: Annotated[Path, typer.Argument(help=".sumocfg file or a folder holding one")],
+    policy: PolicyOpt = ["maxpressure"],  # noqa: B006
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds 1..N for each policy")] = 1,
+    transport: Annotated[str, typer.Option(help="inproc | ipc | tcp")] = "inproc",
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the runs as JSON")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write report.md/.html and plots here")] = None,
+    sumo_arg: Annotated[list[str], typer.Option("--sumo-arg", help="Passed to SUMO unchanged; repeat")] = [],  # noqa: B006
+    end: Annotated[Optional[float], typer.Option(help="Stop at this simulation time (s)")] = None,
+    controllers: Annotated[str, typer.Option(help="inprocess | process (one lintas controller per junction)")] = "inprocess",
+    jobs: Annotated[int, typer.Option(min=1, help="Runs in parallel")] = max(1, min(2, os.cpu_count() or 1)),
+    traci: Annotated[bool, typer.Option("--traci", help="Connect over TraCI instead of libsumo")] = False,
+    gui: Annotated[bool, typer.Option("--gui", help="Use sumo-gui (implies --traci)")] = False,
+    work_dir: Annotated[Optional[Path], typer.Option(help="Where run outputs go (default: the report dir or ./lintas-runs)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    scn = _validate(scenario, policy, transport, controllers)
+    out = work_dir or report or Path("lintas-runs")
+    runs, interrupted = simulate_runs(
+        scenario, policy, seeds, transport=transport, out_dir=out.resolve(), sumo_args=sumo_arg, end=end,
+        controllers=controllers, jobs=1 if (gui or traci) else jobs, traci=traci or gui, gui=gui, quiet=quiet,
+    )
+    _finish(scn, runs, json_file, report, quiet)
+    if interrupted:
+        raise typer.Exit(130)
+    if len(runs) < len(policy) * seeds:
+        raise typer.Exit(1)
+
+
+@app.command(help="The main job: closed-loop comparison on the shipped demo city (Bunda Kota). "
+             "Example: lintas demo --report reports/demo")
+def demo(
+    report: Annotated[Path, typer.Option(help="Report folder")] = Path("reports/demo"),
+    seeds: Annotated[int, typer.Option(min=1)] = 1,
+    policy: Annotated[Optional[list[str]], typer.Option("--policy", "-p")] = None,
+    jobs: Annotated[int, typer.Option(min=1)] = max(1, min(2, os.cpu_count() or 1)),
+) -> None:
+    policies = policy or DEMO_POLICIES
+    scn = _validate(DEMO_SCENARIO, policies, "inproc", "inprocess")
+    runs, interrupted = simulate_runs(DEMO_SCENARIO, policies, seeds, out_dir=report.resolve(), jobs=jobs)
+    _finish(scn, runs, report / "runs.json", report)
+    if interrupted:
+        raise typer.Exit(130)
+
+
+@app.command(help="Run the bus forwarder (XSUB/XPUB). Example: lintas bus --bus-in tcp://127.0.0.1:5555 "
+             "--bus-out tcp://127.0.0.1:5556")
+def bus(
+    bus_in: Annotated[str, typer.Option(help="Endpoint publishers connect to")] = "tcp://127.0.0.1:5555",
+    bus_out: Annotated[str, typer.Option(help="Endpoint subscribers connect to")] = "tcp://127.0.0.1:5556",
+) -> None:
+    from engine import bus as b
+
+    ep = b.Endpoints(bus_in, bus_out, "")
+    typer.echo(f"lintas bus: {bus_in} -> {bus_out}")
+    try:
+        b.Forwarder(ep).run()
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command(help="Run one intersection controller. Example: lintas controller out/junctions/J1.json "
+             "--bus-in tcp://127.0.0.1:5555 --bus-out tcp://127.0.0.1:5556 --commands tcp://127.0.0.1:5557")
+def controller(
+    spec_file: Annotated[Path, typer.Argument(help="Junction spec JSON (lintas compile writes them)")],
+    bus_in: Annotated[str, typer.Option()] = "tcp://127.0.0.1:5555",
+    bus_out: Annotated[str, typer.Option()] = "tcp://127.0.0.1:5556",
+    commands: Annotated[str, typer.Option()] = "tcp://127.0.0.1:5557",
+    lockstep: Annotated[bool, typer.Option(help="Clock from the runner's ticks, waiting for the engine")] = True,
+    lockstep_wait: Annotated[float, typer.Option()] = 2.0,
+) -> None:
+    import msgspec
+    import zmq
+
+    from controllers.controller import Controller, ControllerConfig
+    from engine import bus as b
+    from engine.network import JunctionSpec
+
+    try:
+        spec = msgspec.json.decode(spec_file.read_bytes(), type=JunctionSpec)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        _fail(f"{spec_file}: not a junction spec: {exc}")
+    ep = b.Endpoints(bus_in, bus_out, commands)
+    ctrl = Controller(spec, ep, cfg=ControllerConfig(lockstep_wait=lockstep_wait), lockstep=lockstep)
+    poller = zmq.Poller()
+    for s in ctrl.sockets():
+        poller.register(s, zmq.POLLIN)
+    try:
+        while not ctrl.stopped:
+            if not ctrl.pump():
+                poller.poll(5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ctrl.close()
+
+
+@app.command(name="compile", help="Compile a scenario's traffic lights into the engine's arrays and junction specs. "
+             "Example: lintas compile scenarios/bunda_kota --out out/bk")
+def compile_(
+    scenario: Annotated[Path, typer.Argument()],
+    out: Annotated[Path, typer.Option()] = Path("lintas-compiled"),
+) -> None:
+    import msgspec
+
+    from simulation.netcompile import compile_for_run
+    from simulation.scenario import ScenarioError, load_scenario
+
+    try:
+        net, det = compile_for_run(load_scenario(scenario), out)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    net.to_json(out / "network.json")
+    (out / "junctions").mkdir(parents=True, exist_ok=True)
+    for j in net.junctions:
+        (out / "junctions" / f"{''.join(c if c.isalnum() or c in '-_.' else '_' for c in j.id)}.json").write_bytes(
+            msgspec.json.encode(j))
+    typer.echo(f"{len(net.junctions)} junctions, {net.n_phases} green phases, {net.n_lanes} lanes, "
+               f"{net.n_detectors} detectors -> {out}")
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("LINTAS_LOG", "WARNING"), format="%(asctime)s %(name)s %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

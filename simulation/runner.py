@@ -1,0 +1,284 @@
+"""Closed-loop runs: SUMO <-> bus <-> engine <-> command channel <-> controllers <-> SUMO heads.
+
+``run_one`` performs one run (one policy, one seed) and returns its metrics as a plain dict (the
+record written to the JSON file). Lintas policies go through the real product path: the field
+publishes detector batches and clock ticks on the bus, the engine plans and commands every
+controller over ROUTER/DEALER, each controller times its intervals and shows them on the heads; the
+runner steps SUMO only once every controller has applied tick t (lockstep, deterministic for a seed).
+Baselines (``sumo-*``) let SUMO run the lights itself, with the same detectors and outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+
+from controllers.controller import Controller, ControllerConfig
+from controllers.drivers import NullHeads, SumoCabinet
+from engine import bus
+from engine import messages as m
+from engine.loop import Engine
+from engine.network import Network
+from simulation import baselines, metrics
+from simulation.field import SumoField, merge_additional
+from simulation.netcompile import compile_for_run
+from simulation.scenario import Scenario, load_scenario
+
+log = logging.getLogger("lintas.runner")
+
+LINTAS_POLICIES = ("fixed", "actuated", "maxpressure", "random")
+SUMO_POLICIES = tuple(baselines.BASELINES)
+ALL_POLICIES = SUMO_POLICIES + LINTAS_POLICIES
+CONTROLLER_MODES = ("inprocess", "process")
+
+
+RUN_KEYS = ("delay_s", "trip_duration_s", "waiting_s", "queue_veh", "throughput_veh", "teleports", "collisions", "vehicles")
+
+
+class RunError(RuntimeError):
+    """A run that could not complete (the message says why)."""
+
+
+@dataclass
+class RunSpec:
+    scenario: Path
+    policy: str
+    seed: int
+    out_dir: Path
+    transport: str = "inproc"
+    controllers: str = "inprocess"
+    sumo_args: list[str] = field(default_factory=list)
+    end: float | None = None
+    use_traci: bool = False
+    gui: bool = False
+    lockstep_wait: float = 5.0
+
+
+_compiled: dict[tuple[str, str], tuple[Network, Path]] = {}
+
+
+def compiled(scn: Scenario, work: Path) -> tuple[Network, Path]:
+    key = (str(scn.sumocfg.resolve()), str(work.resolve()))
+    if key not in _compiled:
+        _compiled[key] = compile_for_run(scn, work)
+    return _compiled[key]
+
+
+def run_one(spec: RunSpec, progress=None) -> dict:
+    """One run; ``progress(sim_seconds_done, total)`` is called every 60 simulated seconds."""
+    scn = load_scenario(spec.scenario)
+    end = float(spec.end) if spec.end is not None else scn.end
+    run_dir = spec.out_dir / "runs" / f"{spec.policy}-seed{spec.seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    net, det_file = compiled(scn, spec.out_dir / "compiled")
+    extra = [*scn.additional_files, det_file]
+    if spec.policy in SUMO_POLICIES:
+        kind = baselines.BASELINES[spec.policy]
+        if kind is not None:
+            prog = run_dir / f"program-{kind}.add.xml"
+            baselines.write_sumo_program(scn.net_file, kind, prog)
+            extra.append(prog)
+    elif spec.policy not in LINTAS_POLICIES:
+        raise RunError(f"unknown policy '{spec.policy}'")
+    args = [
+        "-c", str(scn.sumocfg),
+        "--seed", str(spec.seed),
+        "--time-to-teleport", "-1",
+        "--no-step-log", "true",
+        "--no-warnings", "true",
+        "--duration-log.disable", "true",
+        "--end", f"{end:g}",
+        *metrics.sumo_output_args(run_dir),
+    ]
+    args = merge_additional([*args, *spec.sumo_args], extra)
+    field_ = SumoField(net, use_traci=spec.use_traci, gui=spec.gui)
+    wall0 = time.perf_counter()
+    try:
+        field_.start(args)
+        begin = field_.time()
+        if spec.policy in SUMO_POLICIES:
+            queue = _run_sumo_alone(field_, begin, end, progress)
+            loop_stats: dict = {}
+        else:
+            queue, loop_stats = _run_closed_loop(field_, net, spec, begin, end, progress)
+    finally:
+        field_.close()
+    wall = time.perf_counter() - wall0
+    sched = metrics.scheduled_departures(scn.route_files, scn.begin if spec.end is None else begin, end)
+    res = metrics.compute_metrics(
+        run_dir / "tripinfo.xml", run_dir / "statistics.xml", sched, end, queue, junction_ids=[j.id for j in net.junctions]
+    )
+    rec = {
+        "policy": spec.policy,
+        "seed": spec.seed,
+        **{k: getattr(res, k) for k in RUN_KEYS},
+        "wall_s": round(wall, 3),
+        "transport": spec.transport if spec.policy in LINTAS_POLICIES else None,
+        "delay_by_arrival": res.delay_by_arrival,
+        "queue_by_junction": res.queue_by_junction,
+        **loop_stats,
+    }
+    return rec
+
+
+def _run_sumo_alone(field_: SumoField, begin: float, end: float, progress) -> "list":
+    import numpy as np
+
+    samples = []
+    t = begin
+    while t < end:
+        field_.read(t)
+        samples.append(field_.queues())
+        field_.step()
+        t += 1.0
+        if progress is not None and int(t - begin) % 60 == 0:
+            progress(t - begin, end - begin)
+    return np.array(samples)
+
+
+class City:
+    """Everything Lintas runs for one closed-loop run: forwarder, engine, controllers (in this
+    process, or as ``lintas controller`` processes), and the runner's own bus sockets."""
+
+    def __init__(self, net: Network, spec: RunSpec, field_: SumoField) -> None:
+        self.net = net
+        self.ctx = zmq.Context()
+        self.ep = bus.endpoints(spec.transport)
+        self.fwd = bus.Forwarder(self.ep, self.ctx).start()
+        self.pub = bus.Publisher(self.ctx, self.ep)
+        self.sub = bus.Subscriber(self.ctx, self.ep, [m.TOPIC_STATE, m.TOPIC_HEARTBEAT])
+        self.engine = Engine(net, spec.policy, self.ep, ctx=self.ctx, seed=spec.seed, lockstep_wait=spec.lockstep_wait)
+        cfg = ControllerConfig(lockstep_wait=spec.lockstep_wait)
+        self.controllers: list[Controller] = []
+        self.procs: list[subprocess.Popen] = []
+        self.remote = spec.controllers == "process"
+        if self.remote:
+            spec_dir = spec.out_dir / "compiled" / "junctions"
+            spec_dir.mkdir(parents=True, exist_ok=True)
+            for j in net.junctions:
+                p = spec_dir / f"{_safe(j.id)}.json"
+                p.write_bytes(__import__("msgspec").json.encode(j))
+                cmd = [sys.executable, "-m", "simulation.cli", "controller", str(p),
+                       "--bus-in", self.ep.bus_in, "--bus-out", self.ep.bus_out, "--commands", self.ep.commands,
+                       "--lockstep", "--lockstep-wait", str(spec.lockstep_wait)]
+                self.procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))
+        else:
+            for j in net.junctions:
+                heads = SumoCabinet(field_.conn, j.id, j.link_via)
+                self.controllers.append(Controller(j, self.ep, cfg=cfg, heads=heads, ctx=self.ctx))
+        self.poller = zmq.Poller()
+        for s in [self.sub.sock, *self.engine.sockets(), *(s for c in self.controllers for s in c.sockets())]:
+            self.poller.register(s, zmq.POLLIN)
+        self.states: dict[str, m.ControllerState] = {}
+        self.engine_alive = False
+
+    def pump(self, timeout_ms: int = 0) -> None:
+        progressed = self.engine.pump()
+        for c in self.controllers:
+            progressed |= c.pump()
+        for _topic, msg in self.sub.drain():
+            progressed = True
+            if isinstance(msg, m.ControllerState):
+                self.states[msg.junction] = msg
+            elif isinstance(msg, m.Heartbeat) and msg.sender == "engine":
+                self.engine_alive = True
+        if not progressed:
+            self.poller.poll(timeout_ms)
+
+    def sync(self, t: float, timeout: float = 60.0) -> None:
+        """Wait until every component hears the runner and the runner hears every component."""
+        ids = [j.id for j in self.net.junctions]
+        deadline = time.monotonic() + timeout
+        last = 0.0
+        while True:
+            if time.monotonic() - last > 0.05:
+                self.pub.publish(m.TOPIC_TICK, m.ClockTick(time=t, step=-1, phase="sync"))
+                last = time.monotonic()
+            self.pump(5)
+            have = [i for i in ids if i in self.states and self.states[i].time == t]
+            if len(have) == len(ids) and self.engine_alive and all(self.engine.online):
+                return
+            if time.monotonic() > deadline:
+                missing = sorted(set(ids) - set(have))
+                raise RunError(f"controllers did not answer within {timeout:.0f} s: {', '.join(missing[:5])}")
+
+    def tick(self, t: float, step: int, batch: m.DetectorBatch, wait: float) -> dict[str, m.ControllerState]:
+        self.pub.publish(m.TOPIC_DETECTORS, batch)
+        self.pub.publish(m.TOPIC_TICK, m.ClockTick(time=t, step=step, phase="run"))
+        need = len(self.net.junctions)
+        deadline = time.monotonic() + wait
+        while True:
+            self.pump(1)
+            done = sum(1 for s in self.states.values() if s.time >= t)
+            if done >= need:
+                return self.states
+            if time.monotonic() > deadline:
+                late = [j.id for j in self.net.junctions if self.states.get(j.id) is None or self.states[j.id].time < t]
+                raise RunError(f"t={t:g}: no state from {', '.join(late[:5])} within {wait:g} s")
+
+    def close(self) -> None:
+        try:
+            self.pub.publish(m.TOPIC_TICK, m.ClockTick(time=0, step=-1, phase="stop"))
+        except zmq.ZMQError:
+            pass
+        for p in self.procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for c in self.controllers:
+            c.close()
+        self.engine.close()
+        self.pub.close()
+        self.sub.close()
+        self.fwd.stop()
+        bus.ipc_cleanup(self.ep)
+        self.ctx.term()
+
+
+def _run_closed_loop(field_: SumoField, net: Network, spec: RunSpec, begin: float, end: float, progress):
+    import numpy as np
+
+    city = City(net, spec, field_)
+    samples = []
+    try:
+        city.sync(begin - 1.0)
+        t = begin
+        step = 0
+        while t < end:
+            batch = field_.read(t)
+            states = city.tick(t, step, batch, wait=max(30.0, 4 * spec.lockstep_wait))
+            if city.remote:
+                for j in net.junctions:
+                    field_.show(j.id, states[j.id].signal)
+            samples.append(field_.queues())
+            field_.step()
+            t += 1.0
+            step += 1
+            if progress is not None and step % 60 == 0:
+                progress(t - begin, end - begin)
+        stats = {
+            "commands_sent": city.engine.commands_sent,
+            "commands_accepted": sum(c.counters.accepted for c in city.controllers),
+            "commands_refused": sum(c.counters.refused for c in city.controllers),
+            "faults": sum(c.counters.faults for c in city.controllers),
+            "fallbacks": sum(c.counters.fallbacks for c in city.controllers),
+            "dropped_messages": city.engine.router.stats.dropped + city.engine.sub.stats.dropped,
+        }
+    finally:
+        city.close()
+    return np.array(samples), stats
+
+
+def _safe(s: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in s)
+
+
+def load_checked(path: Path) -> Scenario:
+    return load_scenario(path)

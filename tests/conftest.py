@@ -1,0 +1,13 @@
+from pathlib import Path
+
+import pytest
+
+RESCO_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "scenarios" / "resco"
+
+
+@pytest.fixture(scope="session")
+def resco_dir() -> Path:
+    """The RESCO scenarios (../shared/scenarios/resco next to the repo root), or skip."""
+    if not RESCO_DIR.is_dir():
+        pytest.skip(f"RESCO scenarios not found at {RESCO_DIR}")
+    return RESCO_DIR
