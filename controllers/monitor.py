@@ -36,10 +36,22 @@ class ConflictMonitor:
         n = self.spec.n_links
         self._prev = ["r"] * n
         self._run = [1e9] * n  # seconds the current letter of each link has been shown
+        self._conflict_cache: dict[str, str] = {}
 
     def _violation(self, state: str) -> str | None:
         if len(state) != self.spec.n_links:
             return f"state length {len(state)} != {self.spec.n_links} links"
+        conflict = self._conflict_cache.get(state)
+        if conflict is None:
+            if len(self._conflict_cache) > 4096:
+                self._conflict_cache.clear()
+            conflict = self._conflict_cache[state] = self._conflict(state)
+        if conflict:
+            return conflict
+        return self._transition_violation(state)
+
+    def _conflict(self, state: str) -> str:
+        """'' when no two conflicting links are active (green or yellow) together."""
         active = np.fromiter((c in _GREEN or c in _YELLOW for c in state), dtype=np.bool_, count=len(state))
         if active.any():
             idx = np.flatnonzero(active)
@@ -47,6 +59,9 @@ class ConflictMonitor:
             if sub.any():
                 a, b = np.argwhere(sub)[0]
                 return f"conflicting links {idx[a]} and {idx[b]} both active in {state!r}"
+        return ""
+
+    def _transition_violation(self, state: str) -> str | None:
         for i, (old, new) in enumerate(zip(self._prev, state)):
             if old == new or (old in _GREEN and new in _GREEN):
                 continue

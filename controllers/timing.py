@@ -47,6 +47,7 @@ def transition_segments(spec: JunctionSpec, k: int, target: int, cfg: TimingConf
     if target == spec.net_next[k] and spec.net_transitions[k]:
         segs: list[Segment] = []
         for state, dur in spec.net_transitions[k]:
+            state = _keep_common_greens(state, cur, nxt)
             kind = "yellow" if ("y" in state or "Y" in state) else "allred"
             segs.append(Segment(state, float(dur), kind))
         yel = sum(s.duration for s in segs if s.kind == "yellow")
@@ -67,6 +68,12 @@ def transition_segments(spec: JunctionSpec, k: int, target: int, cfg: TimingConf
         segs.append(Segment(_yellow_state(cur, nxt), yellow, "yellow"))
     segs.append(Segment(_allred_state(cur, nxt), allred, "allred", extendable=True))
     return segs
+
+
+def _keep_common_greens(state: str, cur: str, nxt: str) -> str:
+    """A link green in both phases stays green through the net's intermediate states (some nets show
+    it yellow there, and yellow back to green is not allowed)."""
+    return "".join(c if (c in GREEN_CHARS and n in GREEN_CHARS) else s for s, c, n in zip(state, cur, nxt))
 
 
 def _needs_yellow(cur: str, nxt: str) -> bool:

@@ -21,6 +21,9 @@ import zmq
 from engine import messages as m
 
 TRANSPORTS = ("inproc", "ipc", "tcp")
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_NOBLOCK = int(zmq.NOBLOCK)
 
 
 class TransportError(ValueError):
@@ -190,8 +193,10 @@ class Subscriber:
         """Every message waiting now (non-blocking); malformed ones are counted and skipped."""
         sock = self.sock
         while True:
+            if not sock.getsockopt(_EVENTS) & _POLLIN:  # cheaper than raising zmq.Again
+                return
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = sock.recv_multipart(_NOBLOCK)
             except zmq.Again:
                 return
             if len(frames) != 2:
@@ -223,7 +228,7 @@ class CommandServer:
     def send(self, junction: str, msg: m.Message) -> bool:
         """Send to one controller; False (counted) when it is not connected."""
         try:
-            self.sock.send_multipart((junction.encode(), m.encode(msg)), zmq.NOBLOCK)
+            self.sock.send_multipart((junction.encode(), m.encode(msg)), _NOBLOCK)
         except zmq.ZMQError:
             self.stats.drop("unroutable")
             return False
@@ -233,8 +238,10 @@ class CommandServer:
     def drain(self) -> Iterator[tuple[str, m.Message]]:
         sock = self.sock
         while True:
+            if not sock.getsockopt(_EVENTS) & _POLLIN:  # cheaper than raising zmq.Again
+                return
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = sock.recv_multipart(_NOBLOCK)
             except zmq.Again:
                 return
             if len(frames) != 2:
@@ -265,7 +272,7 @@ class CommandClient:
 
     def send(self, msg: m.Message) -> None:
         try:
-            self.sock.send(m.encode(msg), zmq.NOBLOCK)
+            self.sock.send(m.encode(msg), _NOBLOCK)
             self.stats.sent += 1
         except zmq.Again:
             self.stats.drop("engine-unreachable")
@@ -273,8 +280,10 @@ class CommandClient:
     def drain(self) -> Iterator[m.Message]:
         sock = self.sock
         while True:
+            if not sock.getsockopt(_EVENTS) & _POLLIN:  # cheaper than raising zmq.Again
+                return
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = sock.recv_multipart(_NOBLOCK)
             except zmq.Again:
                 return
             if len(frames) != 1:

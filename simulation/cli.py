@@ -159,19 +159,22 @@ def _finish(scn, runs: list[dict], json_file: Path | None, report_dir: Path | No
     from rich.console import Console
 
     from simulation.report import format_table, write_report
-    from simulation.runner import RUN_KEYS
+    from simulation.runner import EXTRA_KEYS, RUN_KEYS
 
     if not runs:
         typer.echo("lintas: no run finished", err=True)
         return
-    Console().print(format_table(runs))
+    console = Console()
+    if not console.is_terminal:  # files and pipes get the whole table, not an 80-column squeeze
+        console = Console(width=200)
+    console.print(format_table(runs, title=f"{scn.name}: {len(runs)} runs"))
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         doc = {
             "scenario": scn.name,
             "sumo_version": _sumo_version(),
-            "runs": [{"policy": r["policy"], "seed": r["seed"], **{k: r[k] for k in RUN_KEYS}, "wall_s": r.get("wall_s")}
-                     for r in runs],
+            "runs": [{"policy": r["policy"], "seed": r["seed"], **{k: r[k] for k in RUN_KEYS},
+                      **{k: r[k] for k in EXTRA_KEYS if k in r}} for r in runs],
         }
         json_file.write_text(json.dumps(doc, indent=2))
         typer.echo(f"wrote {json_file}")
@@ -304,6 +307,26 @@ def compile_(
             msgspec.json.encode(j))
     typer.echo(f"{len(net.junctions)} junctions, {net.n_phases} green phases, {net.n_lanes} lanes, "
                f"{net.n_detectors} detectors -> {out}")
+
+
+bench_app = typer.Typer(help="Benchmarks (figures and ratios measured side by side; JSON under benchmarks/results/).")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("loop", help="Steps per second of the closed loop (maxpressure) against SUMO alone. "
+                   "Example: lintas bench loop scenarios/bunda_kota --end 1800")
+def bench_loop(
+    scenario: Annotated[Path, typer.Argument()] = DEMO_SCENARIO,
+    end: Annotated[Optional[float], typer.Option(help="Stop at this simulation time")] = None,
+    repeat: Annotated[int, typer.Option(min=1)] = 1,
+    transport: Annotated[list[str], typer.Option("--transport")] = ["inproc"],  # noqa: B006
+) -> None:
+    from benchmarks import closed_loop
+
+    _validate(scenario, ["maxpressure"], transport[0], "inprocess")
+    doc = closed_loop.run(scenario, end=end, repeat=repeat, transports=tuple(transport))
+    closed_loop.print_table(doc)
+    typer.echo(f"wrote {closed_loop.RESULTS / 'closed_loop.json'}")
 
 
 def main() -> None:

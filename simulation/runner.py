@@ -40,6 +40,9 @@ CONTROLLER_MODES = ("inprocess", "process")
 
 RUN_KEYS = ("delay_s", "trip_duration_s", "waiting_s", "queue_veh", "throughput_veh", "teleports", "collisions", "vehicles")
 
+EXTRA_KEYS = ("wall_s", "transport", "commands_sent", "commands_accepted", "commands_refused", "faults", "fallbacks",
+              "dropped_messages")
+
 
 class RunError(RuntimeError):
     """A run that could not complete (the message says why)."""

@@ -50,9 +50,10 @@ the program's cycle starting at ``cur``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 

@@ -3,7 +3,8 @@
 Signature and rules: see ``engine/policies/base.py``. The rule each kernel implements is documented
 on the kernel; ``engine/policies/reference.py`` implements the same rules in plain Python and the
 tests hold the two equal. Each call allocates at most one or two scratch arrays of the size of the
-largest junction (number of green phases); nothing is allocated per junction.
+largest junction (number of green phases), and maxpressure one of n_lanes (lane weights); nothing
+is allocated per junction.
 """
 
 from __future__ import annotations
@@ -39,17 +40,16 @@ _TWO_M53 = 1.0 / 9007199254740992.0  # 2**-53
 # -- helpers -------------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _max_phases(jn_phase_ptr):
     m = 0
     for j in range(jn_phase_ptr.shape[0] - 1):
         d = jn_phase_ptr[j + 1] - jn_phase_ptr[j]
-        if d > m:
-            m = d
+        m = max(m, d)
     return m
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _green_cur(state, jn_phase_ptr, j):
     """cur_phase of j if j is online, in green and cur_phase is one of j's phases; else -1."""
     if not state.online[j] or state.interval[j] != INTERVAL_GREEN:
@@ -60,7 +60,7 @@ def _green_cur(state, jn_phase_ptr, j):
     return cur
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _ring_order(net, lo, hi, cur, order):
     """Fill order[0:hi-lo] with j's phases in ring order from cur (see base.py); returns hi - lo."""
     n = hi - lo
@@ -92,7 +92,7 @@ def _ring_order(net, lo, hi, cur, order):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _has_call(net, obs, p):
     for k in range(net.phase_mov_ptr[p], net.phase_mov_ptr[p + 1]):
         lane = net.mov_in_lane[net.phase_mov_idx[k]]
@@ -101,19 +101,22 @@ def _has_call(net, obs, p):
     return False
 
 
-@njit(cache=True)
-def _weight(net, obs, lane, wsel):
+@njit(cache=True, inline="always")
+def _lane_weights(net, obs, wsel, w):
+    """w[l] = the weight of incoming lane l (see MaxPressureParam.WEIGHT), for every lane."""
     if wsel == WEIGHT_QUEUE:
-        return obs.queue[lane]
-    if wsel == WEIGHT_DENSITY:
-        return obs.count[lane] / net.lane_length[lane]
-    return obs.count[lane]
+        w[:] = obs.queue
+    elif wsel == WEIGHT_DENSITY:
+        for lane in range(w.shape[0]):
+            w[lane] = obs.count[lane] / max(net.lane_length[lane], 1.0)
+    else:
+        w[:] = obs.count
 
 
-@njit(cache=True)
-def _pressure(net, obs, p, wsel):
-    """Sum over p's movements m (in phase_mov_idx order) of (w(in) - w(out)) / k, k = number of
-    p's movements from the same incoming lane; w(out) = 0 when mov_out_lane == -1."""
+@njit(cache=True, inline="always")
+def _pressure(net, w, p):
+    """Sum over p's movements m (in phase_mov_idx order) of (w[in] - w[out]) / k, k = number of
+    p's movements from the same incoming lane; w[out] = 0 when mov_out_lane == -1."""
     a = net.phase_mov_ptr[p]
     b = net.phase_mov_ptr[p + 1]
     s = 0.0
@@ -127,8 +130,8 @@ def _pressure(net, obs, p, wsel):
         out = net.mov_out_lane[m]
         w_out = 0.0
         if out >= 0:
-            w_out = _weight(net, obs, out, wsel)
-        s += (_weight(net, obs, lane, wsel) - w_out) / share
+            w_out = w[out]
+        s += (w[lane] - w_out) / share
     return s
 
 
@@ -199,6 +202,8 @@ def maxpressure_kernel(t, net, state, obs, params, rng, out_target):
     nmax = max(_max_phases(ptr), 1)
     order = np.empty(nmax, dtype=np.int64)
     press = np.empty(nmax, dtype=np.float64)  # indexed by p - lo
+    w = np.empty(net.lane_length.shape[0], dtype=np.float64)
+    _lane_weights(net, obs, wsel, w)
     for j in range(ptr.shape[0] - 1):
         out_target[j] = HOLD
         cur = _green_cur(state, ptr, j)
@@ -213,7 +218,7 @@ def maxpressure_kernel(t, net, state, obs, params, rng, out_target):
             continue
         all_zero = True
         for p in range(lo, hi):
-            v = _pressure(net, obs, p, wsel)
+            v = _pressure(net, w, p)
             press[p - lo] = v
             if v != 0.0:
                 all_zero = False

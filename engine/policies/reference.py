@@ -117,6 +117,13 @@ def phase_pressure(net, obs, p, variant) -> float:
     return total
 
 
+def _beats(a, b, pressure, rank) -> bool:
+    """Phase a beats phase b: higher pressure, then earlier in ring order."""
+    if pressure[a] != pressure[b]:
+        return pressure[a] > pressure[b]
+    return rank[a] < rank[b]
+
+
 def maxpressure_reference(t, net, state, obs, params, rng, out_target) -> None:
     variant = round(float(params[MaxPressureParam.WEIGHT]))
     hysteresis = float(params[MaxPressureParam.HYSTERESIS])
@@ -135,11 +142,6 @@ def maxpressure_reference(t, net, state, obs, params, rng, out_target) -> None:
         order = ring_order(net, j, cur)
         rank = {p: i for i, p in enumerate(order)}
 
-        def better(a, b):  # a beats b: higher pressure, then earlier in ring order
-            if pressure[a] != pressure[b]:
-                return pressure[a] > pressure[b]
-            return rank[a] < rank[b]
-
         if since >= float(net.phase_max[cur]):
             nxt = int(net.phase_next[cur])
             if all(v == 0.0 for v in pressure.values()) and nxt != cur and nxt in mine:
@@ -148,13 +150,13 @@ def maxpressure_reference(t, net, state, obs, params, rng, out_target) -> None:
             others = [p for p in mine if p != cur]
             best = others[0]
             for p in others[1:]:
-                if better(p, best):
+                if _beats(p, best, pressure, rank):
                     best = p
             out_target[j] = best
         else:
             best = mine[0]
             for p in mine[1:]:
-                if better(p, best):
+                if _beats(p, best, pressure, rank):
                     best = p
             if best != cur and pressure[best] > pressure[cur] + hysteresis:
                 out_target[j] = best

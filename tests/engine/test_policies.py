@@ -143,7 +143,9 @@ def nets(draw, max_junctions=4):
             if ring:  # a proper cycle (program order)
                 phase_next.append(lo + (k + 1) % (hi - lo))
             else:  # any mapping, even out of the junction or a sub-cycle
-                phase_next.append(draw(st.sampled_from(perm + [lo, hi - 1, -1, int(jn_ptr[-1]) - 1])))
+                phase_next.append(
+                    draw(st.sampled_from(perm + [lo, hi - 1, lo - 1, hi, -1, int(jn_ptr[-1]) - 1]))
+                )
             a, b = sorted([draw(st.sampled_from(DURATIONS)), draw(st.sampled_from(DURATIONS))])
             pmin.append(a)
             pmax.append(b)
@@ -280,7 +282,10 @@ def test_hand_net_kernel_matches_reference_grid(name):
         since = rs.choice([0.0, 5.0, 6.0, 7.0, 10.0, 20.0, 25.0, 30.0, 40.0, 45.0, 99.0], size=2)
         state = make_state(cur, rs.choice([0, 0, 1, 2, 3], size=2), since, rs.random(2) < 0.9)
         obs = make_observations(
-            rs.integers(0, 4, N_LANES), rs.integers(0, 4, N_LANES), rs.choice([0.5, 3.0, 9.0], N_LANES), rs.random(N_LANES) < 0.2
+            rs.integers(0, 4, N_LANES),
+            rs.integers(0, 4, N_LANES),
+            rs.choice([0.5, 3.0, 9.0], N_LANES),
+            rs.random(N_LANES) < 0.2,
         )
         both(name, net, state, obs)
 

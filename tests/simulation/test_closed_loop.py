@@ -1,0 +1,126 @@
+"""The whole product path in real SUMO with real ZeroMQ: short closed-loop runs through the CLI.
+
+Every run is its own process (as ``lintas simulate`` does it): libsumo keeps state between runs in
+one process.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "scenarios" / "bunda_kota"
+FIGURES = ("delay_s", "trip_duration_s", "waiting_s", "queue_veh", "throughput_veh", "teleports", "collisions", "vehicles")
+
+
+def lintas(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "simulation.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def simulate(tmp_path: Path, scenario: Path, *args: str) -> dict:
+    out = tmp_path / "runs.json"
+    r = lintas("simulate", str(scenario), "--json", str(out), "--work-dir", str(tmp_path / "work"), "-q", *args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("transport", ["inproc", "ipc", "tcp"])
+def test_short_run_on_each_transport(tmp_path, transport):
+    doc = simulate(tmp_path, DEMO, "-p", "maxpressure", "--end", "400", "--transport", transport)
+    assert doc["scenario"] == "bunda_kota" and doc["sumo_version"].startswith("1.28")
+    (run,) = doc["runs"]
+    assert run["transport"] == transport
+    assert run["vehicles"] > 100 and run["throughput_veh"] > 20
+    assert run["commands_sent"] > 0 and run["commands_accepted"] == run["commands_sent"]
+    assert run["faults"] == 0 and run["fallbacks"] == 0 and run["collisions"] == 0
+    assert set(FIGURES) <= set(run)
+
+
+def test_same_seed_same_figures_and_other_seed_differs(tmp_path):
+    a = simulate(tmp_path / "a", DEMO, "-p", "actuated", "--end", "900", "--seeds", "2")["runs"]
+    b = simulate(tmp_path / "b", DEMO, "-p", "actuated", "--end", "900", "--seeds", "2")["runs"]
+    for ra, rb in zip(a, b):
+        assert {k: ra[k] for k in FIGURES} == {k: rb[k] for k in FIGURES}
+    assert a[0]["delay_s"] != a[1]["delay_s"]
+
+
+def test_controllers_as_processes_over_tcp_equal_in_process(tmp_path):
+    """One ``lintas controller`` process per junction gives the same run as in-process controllers."""
+    inproc = simulate(tmp_path / "a", DEMO, "-p", "fixed", "--end", "300")["runs"][0]
+    procs = simulate(tmp_path / "b", DEMO, "-p", "fixed", "--end", "300", "--transport", "tcp", "--controllers", "process")
+    run = procs["runs"][0]
+    assert {k: run[k] for k in FIGURES} == {k: inproc[k] for k in FIGURES}
+
+
+def test_fixed_through_the_loop_matches_sumo_static_on_cologne1(tmp_path, resco_dir):
+    doc = simulate(tmp_path, resco_dir / "cologne1", "-p", "sumo-static", "-p", "fixed")
+    static, fixed = (r["delay_s"] for r in doc["runs"])
+    assert abs(fixed - static) / static < 0.02, (fixed, static)
+    assert 40 < static < 46  # the reference figure for SUMO 1.28, seed 1 (../shared/notes/control.md)
+
+
+def test_report_and_table(tmp_path):
+    rep = tmp_path / "rep"
+    r = lintas("simulate", str(DEMO), "-p", "sumo-static", "-p", "fixed", "--end", "300", "--report", str(rep), "-q")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "sumo-static" in r.stdout and "fixed" in r.stdout
+    for f in ("report.md", "report.html", "delay_over_time.png", "queue_per_junction.png"):
+        assert (rep / f).stat().st_size > 0
+    md = (rep / "report.md").read_text()
+    assert "| fixed |" in md
+
+
+def _netgen(tmp_path: Path, *extra: str) -> Path:
+    import sumo  # noqa: F401
+    import sumolib
+
+    net = tmp_path / "grid.net.xml"
+    subprocess.run([sumolib.checkBinary("netgenerate"), "--grid", "--grid.number", "3", "-o", str(net), *extra],
+                   check=True, capture_output=True)
+    cfg = tmp_path / "grid.sumocfg"
+    cfg.write_text('<configuration><input><net-file value="grid.net.xml"/></input></configuration>')
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing-path", "no-cfg", "no-traffic-lights", "missing-edge", "unknown-policy", "unknown-transport",
+     "unknown-controllers", "bad-sumocfg"],
+)
+def test_bad_input_one_line_exit_2(tmp_path, case):
+    args: list[str]
+    if case == "missing-path":
+        args, needle = [str(tmp_path / "nope")], "nope"
+    elif case == "no-cfg":
+        (tmp_path / "empty").mkdir()
+        args, needle = [str(tmp_path / "empty")], "empty"
+    elif case == "no-traffic-lights":
+        args, needle = [str(_netgen(tmp_path))], "grid.net.xml"
+    elif case == "missing-edge":
+        import shutil
+
+        d = tmp_path / "bk"
+        shutil.copytree(DEMO, d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+        rou = d / "bunda_kota.rou.xml"
+        rou.write_text(rou.read_text().replace('edges="', 'edges="no_such_edge ', 1))
+        args, needle = [str(d)], "no_such_edge"
+    elif case == "unknown-policy":
+        args, needle = [str(DEMO), "-p", "greedy"], "--policy"
+    elif case == "unknown-transport":
+        args, needle = [str(DEMO), "--transport", "udp"], "--transport"
+    elif case == "unknown-controllers":
+        args, needle = [str(DEMO), "--controllers", "cloud"], "--controllers"
+    else:
+        cfg = tmp_path / "x.sumocfg"
+        cfg.write_text("<configuration><input></input>")
+        args, needle = [str(cfg)], "x.sumocfg"
+    r = lintas("simulate", *args, timeout=120)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
