@@ -195,15 +195,17 @@ class Controller:
         self._last_tick_time = t
         self.now = t
         self._wait_since = None
+        horizon = t + self.cfg.max_command_age + self.cfg.tick
+        if self.last_contact is not None and self.last_contact > horizon:
+            # a word stamped far ahead (a heartbeat, or a command taken before the clock was known)
+            # counts as now at most: it must not hold off the local plan for ever
+            self.last_contact = horizon
         timer = self.timer
         if self._first_tick is None:
             self._first_tick = t
         silent_since = self.last_contact if self.last_contact is not None else self._first_tick
         if self.mode == "engine" and t - silent_since > self.cfg.backup_time:
             self._set_mode("local", t)
-        elif self.mode == "local" and self.engine_back and timer.interval == "green" and timer.since == 0.0:
-            if self.last_contact is not None and t - self.last_contact <= self.cfg.backup_time:
-                self._set_mode("engine", t)
         if self.mode == "local":
             k = timer.phase
             if timer.interval == "green":
@@ -218,6 +220,11 @@ class Controller:
                 signal = self.monitor.failsafe_state()
         else:
             signal = self.monitor.failsafe_state()
+        # back to the engine at a phase boundary: a green began with this tick (the timer's ``since``
+        # is already dt here, so it is never 0.0 once the timer has ticked)
+        if self.mode == "local" and self.engine_back and timer.interval == "green" and timer.since == dt:
+            if self.last_contact is not None and t - self.last_contact <= self.cfg.backup_time:
+                self._set_mode("engine", t)
         self.heads.show(signal)
         self.monitor.shown(signal, dt)
         self.ticks_done += 1

@@ -120,7 +120,7 @@ class Timer:
 
     # -- what the engine (or the local plan) may ask ---------------------------------------------
     def can_end_green(self) -> bool:
-        return self.interval == "green" and self.since >= self.min_green[self.phase]
+        return self.interval == "green" and self.green_shown >= self.min_green[self.phase]
 
     def tick(self, dt: float) -> str:
         """Advance one tick: returns the signal to show for the next ``dt`` seconds."""
@@ -129,7 +129,8 @@ class Timer:
             want = self.request if (self.request is not None and self.request != k) else None
             if self.since >= self.max_green[k] and want is None:
                 want = self.spec.net_next[k] if self.spec.net_next[k] != k else None
-            if want is not None and self.since >= self.min_green[k]:
+            # the minimum counts what was shown (since starts at start_offset)
+            if want is not None and self.green_shown >= self.min_green[k]:
                 self._begin_transition(want)
         else:
             self._advance_transition()
@@ -140,6 +141,8 @@ class Timer:
         self.since += dt
         if self.interval != "green":
             self._seg_since += dt
+        else:
+            self.green_shown += dt
         return self.signal
 
     def _begin_transition(self, target: int) -> None:
@@ -181,5 +184,6 @@ class Timer:
         self.phase = self.target
         self.interval = "green"
         self.since = 0.0
+        self.green_shown = 0.0
         if self.request == self.phase:
             self.request = None

@@ -19,6 +19,7 @@ import msgspec
 import zmq
 
 from engine import messages as m
+from engine.security import check_bind
 
 TRANSPORTS = ("inproc", "ipc", "tcp")
 _EVENTS = int(zmq.EVENTS)
@@ -104,9 +105,16 @@ class Forwarder:
         self.ep = ep
         self.ctx = ctx or zmq.Context.instance()
         self.security = security
+        self._check_binds()
         self._ctrl_addr = f"inproc://lintas-fwd-ctrl-{uuid.uuid4().hex[:8]}"
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._error: Exception | None = None
+
+    def _check_binds(self) -> None:
+        """Refuse a network bind without security (engine.security.check_bind)."""
+        check_bind(self.ep.bus_in, self.security)
+        check_bind(self.ep.bus_out, self.security)
 
     def _serve(self) -> None:
         xsub = self.ctx.socket(zmq.XSUB)
@@ -115,7 +123,14 @@ class Forwarder:
         for s in (xsub, xpub):
             s.setsockopt(zmq.LINGER, 0)
             if self.security is not None:
-                self.security.server(s)
+                try:
+                    self.security.server(s, role="bus")
+                except Exception as exc:
+                    for x in (xsub, xpub, ctrl):
+                        x.close(0)
+                    self._error = exc
+                    self._ready.set()
+                    return
         xpub.setsockopt(zmq.SNDHWM, 100000)
         xsub.setsockopt(zmq.RCVHWM, 100000)
         xsub.bind(self.ep.bus_in)
@@ -131,12 +146,18 @@ class Forwarder:
                 s.close(0)
 
     def start(self) -> "Forwarder":
+        self._check_binds()
         self._thread = threading.Thread(target=self._serve, name="lintas-bus", daemon=True)
         self._thread.start()
         self._ready.wait(5)
+        if self._error is not None:
+            self._thread.join(5)
+            self._thread = None
+            raise self._error
         return self
 
     def run(self) -> None:
+        self._check_binds()
         self._serve()
 
     def stop(self) -> None:
@@ -160,7 +181,7 @@ class Publisher:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, 100000)
         if security is not None:
-            security.client(self.sock)
+            security.client(self.sock, server="bus")
         self.sock.connect(ep.bus_in)
         self.stats = Stats()
 
@@ -183,7 +204,7 @@ class Subscriber:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVHWM, 100000)
         if security is not None:
-            security.client(self.sock)
+            security.client(self.sock, server="bus")
         for t in topics:
             self.sock.setsockopt(zmq.SUBSCRIBE, t)
         self.sock.connect(ep.bus_out)
@@ -216,12 +237,17 @@ class CommandServer:
     DEALER's routing id). Receives controller states and heartbeats."""
 
     def __init__(self, ctx: zmq.Context, ep: Endpoints, security=None) -> None:
+        check_bind(ep.commands, security)
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.sock.setsockopt(zmq.SNDHWM, 10000)
         if security is not None:
-            security.server(self.sock)
+            try:
+                security.server(self.sock, role="engine")
+            except Exception:
+                self.sock.close(0)
+                raise
         self.sock.bind(ep.commands)
         self.stats = Stats()
 
@@ -266,7 +292,7 @@ class CommandClient:
         # a restarted engine must not receive a backlog of old states
         self.sock.setsockopt(zmq.IMMEDIATE, 1)
         if security is not None:
-            security.client(self.sock)
+            security.client(self.sock, server="engine")
         self.sock.connect(ep.commands)
         self.stats = Stats()
 

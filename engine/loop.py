@@ -124,6 +124,9 @@ class Engine:
             return
         if not self.online[j]:
             log.info("junction %s online (mode %s)", st.junction, st.mode)
+            if self.now is not None:
+                self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=st.time, kind="junction-online",
+                                                        detail=st.junction))
         self.online[j] = True
         self.state_time[j] = st.time
         self.cur_phase[j] = self.net.jn_phase_ptr[j] + st.phase
@@ -151,7 +154,9 @@ class Engine:
         stale = self.online & (t - self.state_time > self.offline_after)
         if stale.any():
             for j in np.flatnonzero(stale):
-                log.warning("junction %s offline: no state for %.1f s", self.net.junctions[j].id, t - self.state_time[j])
+                jid = self.net.junctions[j].id
+                log.warning("junction %s offline: no state for %.1f s", jid, t - self.state_time[j])
+                self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=t, kind="junction-offline", detail=jid))
             self.online[stale] = False
         # time in interval now, from the last report
         since_now = self.since + np.where(np.isfinite(self.state_time), t - self.state_time, 0.0)

@@ -63,6 +63,7 @@ def simulate_runs(
     traci: bool = False,
     gui: bool = False,
     quiet: bool = False,
+    params: dict[str, float] | None = None,
 ) -> tuple[list[dict], bool]:
     """Run every policy x seed; returns (finished runs, interrupted)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -71,7 +72,7 @@ def simulate_runs(
 
     specs = [
         RunSpec(scenario, p, s, out_dir, transport=transport, controllers=controllers, sumo_args=list(sumo_args or []),
-                end=end, use_traci=traci, gui=gui)
+                end=end, use_traci=traci, gui=gui, params=params_for(p, params))
         for p in policies
         for s in range(1, seeds + 1)
     ]
@@ -146,6 +147,38 @@ def _validate(scenario: Path, policies: list[str], transport: str, controllers: 
     return scn
 
 
+def _parse_params(items: list[str], policies: list[str]) -> dict[str, float]:
+    from engine.policies import get_policy
+    from simulation.runner import LINTAS_POLICIES
+
+    out: dict[str, float] = {}
+    for it in items:
+        name, sep, value = it.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            _fail(f"--param: expected NAME=VALUE with a number, got '{it}'")
+        if not sep:
+            _fail(f"--param: expected NAME=VALUE, got '{it}'")
+    known = {n for p in policies if p in LINTAS_POLICIES for n in get_policy(p).param_names}
+    for name in out:
+        if name.upper() not in known:
+            _fail(f"--param: no policy among {', '.join(policies)} has a parameter '{name}'"
+                  f" (known: {', '.join(sorted(known)) or 'none'})")
+    return out
+
+
+def params_for(policy: str, params: dict[str, float] | None) -> dict[str, float]:
+    """The overrides that apply to ``policy`` (a parameter of another policy is left out)."""
+    from engine.policies import get_policy
+    from simulation.runner import LINTAS_POLICIES
+
+    if not params or policy not in LINTAS_POLICIES:
+        return {}
+    names = set(get_policy(policy).param_names)
+    return {k: v for k, v in params.items() if k.upper() in names}
+
+
 def _sumo_version() -> str:
     try:
         from importlib.metadata import version
@@ -202,13 +235,16 @@ def simulate(
     traci: Annotated[bool, typer.Option("--traci", help="Connect over TraCI instead of libsumo")] = False,
     gui: Annotated[bool, typer.Option("--gui", help="Use sumo-gui (implies --traci)")] = False,
     work_dir: Annotated[Optional[Path], typer.Option(help="Where run outputs go (default: the report dir or ./lintas-runs)")] = None,
+    param: Annotated[list[str], typer.Option("--param", help="Policy parameter NAME=VALUE; repeat")] = [],  # noqa: B006
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     scn = _validate(scenario, policy, transport, controllers)
+    params = _parse_params(param, policy)
     out = work_dir or report or Path("lintas-runs")
     runs, interrupted = simulate_runs(
         scenario, policy, seeds, transport=transport, out_dir=out.resolve(), sumo_args=sumo_arg, end=end,
         controllers=controllers, jobs=1 if (gui or traci) else jobs, traci=traci or gui, gui=gui, quiet=quiet,
+        params=params,
     )
     _finish(scn, runs, json_file, report, quiet)
     if interrupted:
@@ -233,20 +269,69 @@ def demo(
         raise typer.Exit(130)
 
 
+KeysOpt = Annotated[Optional[Path], typer.Option("--keys", help="Key directory (lintas keys DIR): CURVE encryption "
+                                                  "and authentication; required to bind beyond loopback")]
+
+
+def _load_security(keys: Path | None, me: str, ctx):
+    """Security for process ``me`` from the key directory, or None without --keys (errors: _fail)."""
+    if keys is None:
+        return None
+    from engine.security import Security, SecurityError
+
+    try:
+        return Security.load(keys, me, ctx)
+    except SecurityError as exc:
+        _fail(str(exc))
+
+
+@app.command(help="Create CURVE key pairs for --keys: NAME.key (public) and NAME.key_secret (0600) per name, "
+             "public keys copied to DIR/allowed/ (the allow-list). Existing pairs are kept. "
+             "Example: lintas keys /etc/lintas/keys --name engine --name bus --name field --name J1")
+def keys(
+    directory: Annotated[Path, typer.Argument(help="Key directory (created, mode 0700)")],
+    name: Annotated[Optional[list[str]], typer.Option("--name", "-n", help="Key pair name; repeat. Default: engine, "
+                                                      "bus, field, operator; controllers use their junction id")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing pairs")] = False,
+) -> None:
+    from engine.security import DEFAULT_NAMES, SecurityError, create_keys, public_file, secret_file
+
+    names = name or list(DEFAULT_NAMES)
+    try:
+        existed = {public_file(directory, n) for n in names if secret_file(directory, n).exists()}
+        paths = create_keys(directory, names, force=force)
+    except SecurityError as exc:
+        _fail(str(exc))
+    for p in paths:  # public key files only: a secret never reaches the terminal
+        typer.echo(f"{'kept' if p in existed and not force else 'created'} {p}")
+
+
 @app.command(help="Run the bus forwarder (XSUB/XPUB). Example: lintas bus --bus-in tcp://127.0.0.1:5555 "
              "--bus-out tcp://127.0.0.1:5556")
 def bus(
     bus_in: Annotated[str, typer.Option(help="Endpoint publishers connect to")] = "tcp://127.0.0.1:5555",
     bus_out: Annotated[str, typer.Option(help="Endpoint subscribers connect to")] = "tcp://127.0.0.1:5556",
+    keys: KeysOpt = None,
 ) -> None:
+    import zmq
+
     from engine import bus as b
+    from engine.security import SecurityError
 
     ep = b.Endpoints(bus_in, bus_out, "")
-    typer.echo(f"lintas bus: {bus_in} -> {bus_out}")
+    ctx = zmq.Context.instance()
+    sec = _load_security(keys, "bus", ctx)
     try:
-        b.Forwarder(ep).run()
+        fwd = b.Forwarder(ep, ctx, security=sec)
+        typer.echo(f"lintas bus: {bus_in} -> {bus_out}{' (CURVE)' if sec else ''}")
+        fwd.run()
+    except SecurityError as exc:
+        _fail(str(exc))
     except KeyboardInterrupt:
         pass
+    finally:
+        if sec is not None:
+            sec.close()
 
 
 @app.command(help="Run one intersection controller. Example: lintas controller out/junctions/J1.json "
@@ -258,9 +343,11 @@ def controller(
     commands: Annotated[str, typer.Option()] = "tcp://127.0.0.1:5557",
     lockstep: Annotated[bool, typer.Option(help="Clock from the runner's ticks, waiting for the engine")] = True,
     lockstep_wait: Annotated[float, typer.Option()] = 2.0,
+    clock: Annotated[str, typer.Option(help="bus: ticks from the simulation runner; wall: the wall clock")] = "bus",
+    keys: Annotated[Optional[Path], typer.Option("--keys", help="Key directory (lintas keys DIR): uses the pair named "
+                                                 "after the junction id, else the 'controller' pair")] = None,
 ) -> None:
     import msgspec
-    import zmq
 
     from controllers.controller import Controller, ControllerConfig
     from engine import bus as b
@@ -271,18 +358,82 @@ def controller(
     except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         _fail(f"{spec_file}: not a junction spec: {exc}")
     ep = b.Endpoints(bus_in, bus_out, commands)
-    ctrl = Controller(spec, ep, cfg=ControllerConfig(lockstep_wait=lockstep_wait), lockstep=lockstep)
-    poller = zmq.Poller()
-    for s in ctrl.sockets():
-        poller.register(s, zmq.POLLIN)
+    sec = None
+    if keys is not None:
+        import zmq
+
+        from engine.security import SecurityError, secret_file
+
+        try:
+            me = spec.id if secret_file(keys, spec.id).is_file() else "controller"
+        except SecurityError as exc:
+            _fail(str(exc))
+        sec = _load_security(keys, me, zmq.Context.instance())
     try:
-        while not ctrl.stopped:
-            if not ctrl.pump():
-                poller.poll(5)
+        ctrl = Controller(spec, ep, cfg=ControllerConfig(lockstep_wait=lockstep_wait),
+                          lockstep=lockstep and clock == "bus", security=sec)
+    except Exception:
+        if sec is not None:
+            sec.close()
+        raise
+    from engine.service import WallTicker, serve
+
+    try:
+        if clock == "wall":
+            serve(ctrl, on_tick=ctrl.do_tick, ticker=WallTicker(1.0))
+        else:
+            serve(ctrl)
     except KeyboardInterrupt:
         pass
     finally:
         ctrl.close()
+        if sec is not None:
+            sec.close()
+
+
+@app.command(help="Run the engine: detector readings in, commands out to every controller. Example: lintas engine "
+             "scenarios/bunda_kota --policy maxpressure --bus-in tcp://127.0.0.1:5555 --bus-out tcp://127.0.0.1:5556 "
+             "--commands tcp://127.0.0.1:5557 --clock wall")
+def engine(
+    scenario: Annotated[Path, typer.Argument(help=".sumocfg or folder: the network the engine controls")],
+    policy: Annotated[str, typer.Option("--policy", "-p")] = "maxpressure",
+    bus_in: Annotated[str, typer.Option()] = "tcp://127.0.0.1:5555",
+    bus_out: Annotated[str, typer.Option()] = "tcp://127.0.0.1:5556",
+    commands: Annotated[str, typer.Option()] = "tcp://127.0.0.1:5557",
+    clock: Annotated[str, typer.Option(help="bus: ticks from the simulation runner; wall: the wall clock")] = "bus",
+    lockstep: Annotated[bool, typer.Option(help="With --clock bus: wait for every controller each tick")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    from engine import bus as b
+    from engine.loop import Engine
+    from engine.service import WallTicker, serve
+    from simulation.netcompile import compile_for_run
+    from simulation.runner import LINTAS_POLICIES
+    from simulation.scenario import ScenarioError, load_scenario
+
+    if policy not in LINTAS_POLICIES:
+        _fail(f"--policy: unknown engine policy '{policy}' (choose from: {', '.join(LINTAS_POLICIES)})")
+    if clock not in ("bus", "wall"):
+        _fail(f"--clock: unknown clock '{clock}' (choose from: bus, wall)")
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory() as d:  # the same detectors the field places
+            net, _ = compile_for_run(load_scenario(scenario), Path(d))
+    except ScenarioError as exc:
+        _fail(str(exc))
+    ep = b.Endpoints(bus_in, bus_out, commands)
+    eng = Engine(net, policy, ep, seed=seed, lockstep=lockstep and clock == "bus")
+    typer.echo(f"lintas engine: {len(net.junctions)} junctions, policy {policy}, clock {clock}", err=True)
+    try:
+        if clock == "wall":
+            serve(eng, on_tick=eng.step, ticker=WallTicker(1.0))
+        else:
+            serve(eng)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        eng.close()
 
 
 @app.command(name="compile", help="Compile a scenario's traffic lights into the engine's arrays and junction specs. "

@@ -61,6 +61,7 @@ class RunSpec:
     use_traci: bool = False
     gui: bool = False
     lockstep_wait: float = 5.0
+    params: dict[str, float] = field(default_factory=dict)  # policy parameter overrides, by name
 
 
 _compiled: dict[tuple[str, str], tuple[Network, Path]] = {}
@@ -77,7 +78,8 @@ def run_one(spec: RunSpec, progress=None) -> dict:
     """One run; ``progress(sim_seconds_done, total)`` is called every 60 simulated seconds."""
     scn = load_scenario(spec.scenario)
     end = float(spec.end) if spec.end is not None else scn.end
-    run_dir = spec.out_dir / "runs" / f"{spec.policy}-seed{spec.seed}"
+    tag = "".join(f"-{k}={v:g}" for k, v in sorted(spec.params.items()))
+    run_dir = spec.out_dir / "runs" / scn.name / f"{spec.policy}{tag}-seed{spec.seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     net, det_file = compiled(scn, spec.out_dir / "compiled")
     extra = [*scn.additional_files, det_file]
@@ -156,7 +158,11 @@ class City:
         self.fwd = bus.Forwarder(self.ep, self.ctx).start()
         self.pub = bus.Publisher(self.ctx, self.ep)
         self.sub = bus.Subscriber(self.ctx, self.ep, [m.TOPIC_STATE, m.TOPIC_HEARTBEAT])
-        self.engine = Engine(net, spec.policy, self.ep, ctx=self.ctx, seed=spec.seed, lockstep_wait=spec.lockstep_wait)
+        from engine.policies import get_policy
+
+        params = get_policy(spec.policy).params(**spec.params) if spec.params else None
+        self.engine = Engine(net, spec.policy, self.ep, ctx=self.ctx, seed=spec.seed, params=params,
+                             lockstep_wait=spec.lockstep_wait)
         cfg = ControllerConfig(lockstep_wait=spec.lockstep_wait)
         self.controllers: list[Controller] = []
         self.procs: list[subprocess.Popen] = []

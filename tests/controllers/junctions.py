@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -44,32 +44,32 @@ def small_spec(**overrides) -> JunctionSpec:
     Net transitions: 0->1 yellow 2 s (shorter than 3 s: the timer stretches it) then an all-red-ish
     1 s that keeps the left green; 1->2 yellow 4 s and all-red 2 s; 2->0 yellow 3 s.
     """
-    kw = dict(
-        id="J",
-        n_links=4,
-        green_states=["Ggrr", "rGrr", "rrGg"],
-        net_next=[1, 2, 0],
-        fixed_green=[10.0, 6.0, 12.0],
-        min_green=[5.0, 5.0, 5.0],
-        max_green=[20.0, 10.0, 30.0],
-        yellow=[3.0, 4.0, 3.0],
-        allred=[1.0, 2.0, 0.0],
-        net_transitions=[
+    kw = {
+        "id": "J",
+        "n_links": 4,
+        "green_states": ["Ggrr", "rGrr", "rrGg"],
+        "net_next": [1, 2, 0],
+        "fixed_green": [10.0, 6.0, 12.0],
+        "min_green": [5.0, 5.0, 5.0],
+        "max_green": [20.0, 10.0, 30.0],
+        "yellow": [3.0, 4.0, 3.0],
+        "allred": [1.0, 2.0, 0.0],
+        "net_transitions": [
             [("ygrr", 2.0), ("rgrr", 1.0)],
             [("ryrr", 4.0), ("rrrr", 2.0)],
             [("rryy", 3.0)],
         ],
         # NS links conflict with EW links; links of one road do not conflict with each other
-        conflicts=["0011", "0011", "1100", "1100"],
-        link_in_lane=["n_0", "n_1", "e_0", "e_1"],
-        link_out_lane=["s_0", "w_0", "w_0", "s_0"],
-        link_via=[":J_0_0", ":J_1_0", ":J_2_0", ":J_3_0"],
-    )
+        "conflicts": ["0011", "0011", "1100", "1100"],
+        "link_in_lane": ["n_0", "n_1", "e_0", "e_1"],
+        "link_out_lane": ["s_0", "w_0", "w_0", "s_0"],
+        "link_via": [":J_0_0", ":J_1_0", ":J_2_0", ":J_3_0"],
+    }
     kw.update(overrides)
     return JunctionSpec(**kw)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compile(path: str) -> tuple[JunctionSpec, ...]:
     from simulation.netcompile import compile_network
     from simulation.scenario import load_scenario

@@ -3,6 +3,7 @@ no request sequence can make it show an unsafe signal sequence."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -69,6 +70,22 @@ def test_min_green_counts_from_the_start_of_each_green():
     no_violations(spec, sig)
 
 
+@pytest.mark.parametrize("offset", [1.0, 3.0, 4.5])
+def test_start_offset_does_not_shorten_the_first_green(offset):
+    """A junction that starts part-way into its green (start_offset) still shows min green before
+    leaving it: the monitor has only seen what was shown, and would latch otherwise."""
+    spec = small_spec(start_offset=offset)
+    sig = drive(Timer(spec), 12, request=2)
+    assert sig[:5] == ["Ggrr"] * 5 and sig[5] == "yyrr"
+    no_violations(spec, sig)
+
+
+def test_start_offset_counts_for_max_green():
+    spec = small_spec(start_offset=12.0)
+    sig = drive(Timer(spec), 12)
+    assert sig[:8] == ["Ggrr"] * 8 and sig[8] == "ygrr"  # max 20 s of program time
+
+
 def test_can_end_green():
     tm = Timer(small_spec())
     for _ in range(5):
@@ -88,10 +105,13 @@ def test_net_order_transition_shows_net_states_yellow_stretched_to_yellow_min():
 def test_net_order_transition_keeps_net_yellow_when_longer_and_all_red_in_full():
     spec = small_spec()
     tm = Timer(spec, TimingConfig())
-    sig = drive(tm, 5 + 3 + 1 + 5 + 4 + 2 + 2, request=lambda t, tm: 1 if t == 0 else (2 if tm.phase == 1 else ...))
-    assert sig == ["Ggrr"] * 5 + ["ygrr"] * 3 + ["rgrr"] + ["rGrr"] * 5 + ["ryrr"] * 4 + ["rrrr"] * 2 + [
-        "rrGg"
-    ] * 2
+    sig = drive(
+        tm, 5 + 3 + 1 + 5 + 4 + 2 + 2, request=lambda t, tm: 1 if t == 0 else (2 if tm.phase == 1 else ...)
+    )
+    assert (
+        sig
+        == ["Ggrr"] * 5 + ["ygrr"] * 3 + ["rgrr"] + ["rGrr"] * 5 + ["ryrr"] * 4 + ["rrrr"] * 2 + ["rrGg"] * 2
+    )
     no_violations(spec, sig)
 
 
@@ -125,7 +145,9 @@ def test_out_of_order_keeps_letter_of_links_green_in_both():
     # 1 ('rGrr') -> 0 ('Ggrr'): link 1 is green in both: no yellow at all, all-red keeps it green
     spec = small_spec()
     tm = Timer(spec)
-    sig = drive(tm, 60, request=lambda t, tm: 1 if tm.phase == 0 and t < 20 else (0 if tm.phase == 1 else ...))
+    sig = drive(
+        tm, 60, request=lambda t, tm: 1 if tm.phase == 0 and t < 20 else (0 if tm.phase == 1 else ...)
+    )
     i = sig.index("rGrr")
     j = i + sig[i:].index("Ggrr")
     between = sig[i:j]
@@ -138,7 +160,9 @@ def test_out_of_order_with_common_links_on_real_junction():
     spec = resco_specs("cologne1")[0]
     cur, nxt = spec.green_states[2], spec.green_states[0]
     tm = Timer(spec)
-    sig = drive(tm, 100, request=lambda t, tm: 2 if tm.phase == 0 and t < 10 else (0 if tm.phase == 2 else ...))
+    sig = drive(
+        tm, 100, request=lambda t, tm: 2 if tm.phase == 0 and t < 10 else (0 if tm.phase == 2 else ...)
+    )
     k = sig.index(cur)
     k += sig[k:].index(next(s for s in sig[k:] if s != cur))
     yel = sig[k]
@@ -230,8 +254,15 @@ def test_request_reached_is_cleared():
 
 def test_max_green_does_not_fire_on_single_phase_ring():
     spec = small_spec(
-        green_states=["GGrr"], net_next=[0], fixed_green=[10.0], min_green=[5.0], max_green=[8.0],
-        yellow=[3.0], allred=[0.0], net_transitions=[[]], conflicts=["0000"] * 4,
+        green_states=["GGrr"],
+        net_next=[0],
+        fixed_green=[10.0],
+        min_green=[5.0],
+        max_green=[8.0],
+        yellow=[3.0],
+        allred=[0.0],
+        net_transitions=[[]],
+        conflicts=["0000"] * 4,
     )
     sig = drive(Timer(spec), 20)
     assert sig == ["GGrr"] * 20
@@ -276,9 +307,13 @@ def _expand(rs, n):
     occ=occupied_runs,
     allred_ooo=st.sampled_from([0.0, 1.0, 2.5]),
     clearance=st.sampled_from([0.0, 3.0, 8.0]),
+    offset=st.sampled_from([0.0, 0.0, 2.0, 4.0, 30.0, 70.0]),
+    dt=st.sampled_from([1.0, 1.0, 1.0, 0.5, 2.0]),
 )
-def test_random_requests_never_unsafe(real_specs, data, reqs, occ, allred_ooo, clearance):
+def test_random_requests_never_unsafe(real_specs, data, reqs, occ, allred_ooo, clearance, offset, dt):
     name, spec = data.draw(st.sampled_from(real_specs), label="junction")
+    start = data.draw(st.integers(0, spec.n_phases - 1), label="start_phase")
+    spec = msgspec.structs.replace(spec, start_phase=start, start_offset=offset)
     n = 300
     req = _expand(reqs, n)
     occ_seq = _expand(occ, n)
@@ -297,12 +332,34 @@ def test_random_requests_never_unsafe(real_specs, data, reqs, occ, allred_ooo, c
             tm.request = None
         elif 0 <= r < spec.n_phases:  # the caller (controller) refuses phases that do not exist
             tm.request = r
-        s = tm.tick(1.0)
+        s = tm.tick(dt)
         assert mon.check(s), f"{name} {spec.id} t={t}: monitor latched: {mon.fault}"
-        mon.shown(s, 1.0)
+        mon.shown(s, dt)
         signals.append(s)
-    rep = check_sequence(spec, signals)
+    rep = check_sequence(spec, signals, dt=dt)
     assert rep.total == 0, f"{name} {spec.id}: {rep}"
+
+
+def _every_transition(spec) -> None:
+    tm = Timer(spec)
+    sig = drive(tm, 300, request=lambda t, tm: spec.net_next[tm.phase] if tm.interval == "green" else ...)
+    no_violations(spec, sig)
+    assert len({s for s in sig if s in spec.green_states}) == spec.n_phases  # every phase served
+
+    order = [x for a in range(spec.n_phases) for b in range(spec.n_phases) if a != b for x in (a, b)]
+    pos = {"i": 0}
+
+    def pick(t, tm):
+        if tm.interval != "green":
+            return ...
+        while pos["i"] < len(order) and order[pos["i"]] == tm.phase:
+            pos["i"] += 1
+        return order[pos["i"]] if pos["i"] < len(order) else None
+
+    tm = Timer(spec)
+    sig = drive(tm, 25 * len(order) + 50, request=pick)
+    assert pos["i"] == len(order), f"{spec.id}: did not get through every pair of phases"
+    no_violations(spec, sig)
 
 
 @pytest.mark.parametrize("name", MAPS)
@@ -310,22 +367,4 @@ def test_every_transition_is_safe_on_every_real_junction(name):
     """The local plan (always the net's next phase) over several cycles, then every ordered pair of
     phases once: no violation by the checker, monitor never latches."""
     for spec in map_specs(name):
-        tm = Timer(spec)
-        sig = drive(tm, 300, request=lambda t, tm: spec.net_next[tm.phase] if tm.interval == "green" else ...)
-        no_violations(spec, sig)
-        assert len({s for s in sig if s in spec.green_states}) == spec.n_phases  # every phase served
-
-        order = [x for a in range(spec.n_phases) for b in range(spec.n_phases) if a != b for x in (a, b)]
-        pos = {"i": 0}
-
-        def pick(t, tm):
-            if tm.interval != "green":
-                return ...
-            while pos["i"] < len(order) and order[pos["i"]] == tm.phase:
-                pos["i"] += 1
-            return order[pos["i"]] if pos["i"] < len(order) else None
-
-        tm = Timer(spec)
-        sig = drive(tm, 25 * len(order) + 50, request=pick)
-        assert pos["i"] == len(order), f"{spec.id}: did not get through every pair of phases"
-        no_violations(spec, sig)
+        _every_transition(spec)

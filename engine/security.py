@@ -1,0 +1,464 @@
+"""ZeroMQ CURVE security for Lintas: encryption and authentication of the bus and the command channel.
+
+Keys live in one directory (``lintas keys DIR`` creates it)::
+
+    DIR/                     mode 0700
+      engine.key             public key of the engine  (0644)
+      engine.key_secret      its secret key            (0600)
+      bus.key, bus.key_secret, field.key, ... one pair per name
+      allowed/               the allow-list: public keys the engine and the bus accept
+        engine.key, bus.key, field.key, ...
+
+Roles. The forwarder (``lintas bus``) serves both bus sockets with the ``bus`` key pair; the engine's
+command ROUTER serves with the ``engine`` key pair. Every connecting socket (publishers, subscribers,
+controllers' DEALERs) uses its process's own pair and names the server it connects to, so it talks
+only to the holder of that server's secret key (a rogue server is refused by the CURVE handshake).
+The servers run a ZAP handler (one :class:`zmq.auth.thread.ThreadAuthenticator` per context) that
+accepts exactly the public keys in ``DIR/allowed/``; a connection without keys, or with a key not in
+the list, never delivers a message. Remove a file from ``allowed/`` to revoke a key
+(:meth:`Security.reload` or a restart picks it up).
+
+No key is ever logged, printed, put in a ``repr`` or in an exception message: errors name files only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Self
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
+
+log = logging.getLogger("lintas.security")
+
+ZAP_DOMAIN = "lintas"
+ALLOWED_DIR = "allowed"
+PUBLIC_SUFFIX = ".key"
+SECRET_SUFFIX = ".key_secret"
+DEFAULT_NAMES = ("engine", "bus", "field", "operator")
+SERVER_ROLES = ("bus", "engine")
+LOCAL_SCHEMES = ("inproc", "ipc")
+
+
+class SecurityError(ValueError):
+    """Missing, unreadable or unsafe key files, or an unsafe configuration (e.g. an open tcp bind)."""
+
+
+# -- names and files -------------------------------------------------------------------------------
+def safe_name(name: str) -> str:
+    """``name`` as a safe file stem: letters, digits, ``-_.`` kept, anything else becomes ``_``; no
+    leading dot (no hidden files, no ``..``). The same rule ``lintas compile`` uses for junction files."""
+    s = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in str(name))
+    s = s.lstrip(".")
+    if not s:
+        raise SecurityError(f"invalid key name {name!r}: use letters, digits, '-', '_' or '.'")
+    return s
+
+
+def public_file(directory: str | os.PathLike, name: str) -> Path:
+    return Path(directory) / f"{safe_name(name)}{PUBLIC_SUFFIX}"
+
+
+def secret_file(directory: str | os.PathLike, name: str) -> Path:
+    return Path(directory) / f"{safe_name(name)}{SECRET_SUFFIX}"
+
+
+def create_keys(directory: str | os.PathLike, names: Iterable[str] = DEFAULT_NAMES, *, force: bool = False) -> list[Path]:
+    """Create a CURVE key pair ``<name>.key`` / ``<name>.key_secret`` for each name in ``directory``
+    (mode 0700; secret files 0600, public ones 0644) and put each new public key in ``allowed/``.
+
+    Existing complete pairs are kept (idempotent) unless ``force``; half a pair is an error. Returns
+    the public key files, one per distinct (sanitised) name, in order. Secret files are written in a
+    private temporary folder and moved into place, so they are never readable by others."""
+    d = Path(directory)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o700)
+        allowed = d / ALLOWED_DIR
+        allowed.mkdir(exist_ok=True)
+        os.chmod(allowed, 0o755)
+    except OSError as exc:
+        raise SecurityError(f"cannot create key directory {d}: {exc.strerror or exc}") from None
+    out: list[Path] = []
+    for raw in names:
+        name = safe_name(raw)
+        pub, sec = public_file(d, name), secret_file(d, name)
+        if pub in out:
+            continue
+        out.append(pub)
+        if not force and (pub.exists() or sec.exists()):
+            if not (pub.exists() and sec.exists()):
+                have, missing = (pub, sec) if pub.exists() else (sec, pub)
+                raise SecurityError(f"incomplete key pair: {have} exists but {missing} is missing "
+                                    f"(remove it, or recreate the pair with --force)")
+            _chmod(sec, 0o600)
+            continue
+        tmp = Path(tempfile.mkdtemp(prefix=".lintas-keys-", dir=d))  # 0700
+        try:
+            tpub, tsec = (Path(p) for p in zmq.auth.create_certificates(tmp, name))
+            os.chmod(tsec, 0o600)
+            os.chmod(tpub, 0o644)
+            os.replace(tsec, sec)
+            os.replace(tpub, pub)
+            shutil.copyfile(pub, allowed / pub.name)
+            os.chmod(allowed / pub.name, 0o644)
+        except OSError as exc:
+            raise SecurityError(f"cannot write key pair {pub}: {exc.strerror or exc}") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("created key pair %s", name)
+    return out
+
+
+def _chmod(path: Path, mode: int) -> None:
+    try:
+        os.chmod(path, mode)
+    except OSError:
+        pass
+
+
+def _load(path: Path, *, secret: bool) -> tuple[bytes, bytes | None]:
+    """(public, secret) z85 keys from a certificate file; SecurityError naming the file, never a key."""
+    if not path.is_file():
+        stem = path.name[: -len(SECRET_SUFFIX if secret else PUBLIC_SUFFIX)]
+        raise SecurityError(f"key file {path} is missing (lintas keys {path.parent} --name {stem} creates it)")
+    if secret and os.name == "posix":
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise SecurityError(f"key file {path} is unreadable: {exc.strerror or exc}") from None
+        if mode & 0o077:
+            raise SecurityError(f"secret key file {path} is readable by others (mode {stat.filemode(mode)}): "
+                                f"chmod 600 {path}")
+    try:
+        public, sec = zmq.auth.load_certificate(path)
+    except (OSError, ValueError, UnicodeError):
+        raise SecurityError(f"key file {path} is unreadable or not a CURVE certificate") from None
+    ok = _valid_key(public) and (not secret or (sec is not None and _valid_key(sec)))
+    if not ok:
+        raise SecurityError(f"key file {path} does not hold a valid CURVE {'key pair' if secret else 'public key'}")
+    return public, sec
+
+
+def _valid_key(k: bytes | None) -> bool:
+    if k is None or len(k) != 40:
+        return False
+    try:
+        return len(z85.decode(k)) == 32
+    except Exception:  # noqa: BLE001 - anything that is not z85
+        return False
+
+
+# -- logs without keys -----------------------------------------------------------------------------
+_REDACTED = "<key>"
+
+
+def _redact(value):
+    """Replace anything that looks like a key (32 raw bytes, 40 z85 characters) inside log arguments."""
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) == 32 or (len(value) == 40 and _valid_key(bytes(value))):
+            return _REDACTED
+        return value
+    if isinstance(value, str):
+        return _REDACTED if len(value) == 40 and _valid_key(value.encode("ascii", "replace")) else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact(v) for v in value)
+    return value
+
+
+class _RedactingLog:
+    """What zmq.auth's Authenticator logs through: its messages carry client keys; this drops them."""
+
+    def __init__(self, logger: logging.Logger, secrets: _Keyring) -> None:
+        self._log = logger
+        self._keys = secrets
+
+    def _emit(self, level: int, msg, *args, **kwargs) -> None:
+        if not self._log.isEnabledFor(level):
+            return
+        try:
+            text = str(msg) % tuple(_redact(a) for a in args) if args else str(msg)
+        except Exception:  # noqa: BLE001 - a bad format string must not break authentication
+            text = str(msg)
+        self._log.log(level, "%s", self._keys.scrub(text))
+
+    def debug(self, msg, *args, **kwargs) -> None:
+        self._emit(logging.DEBUG, msg, *args)
+
+    def info(self, msg, *args, **kwargs) -> None:
+        self._emit(logging.INFO, msg, *args)
+
+    def warning(self, msg, *args, **kwargs) -> None:
+        self._emit(logging.WARNING, msg, *args)
+
+    def error(self, msg, *args, **kwargs) -> None:
+        self._emit(logging.ERROR, msg, *args)
+
+    def exception(self, msg, *args, **kwargs) -> None:
+        self._emit(logging.ERROR, msg, *args)
+
+
+class _Keyring:
+    """Every key string this process knows, so that a formatted log line can be scrubbed of them."""
+
+    def __init__(self) -> None:
+        self._keys: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, *keys: bytes | None) -> None:
+        with self._lock:
+            for k in keys:
+                if k:
+                    self._keys.add(k.decode("ascii", "replace"))
+                    self._keys.add(repr(k))
+                    self._keys.add(repr(z85.decode(k)))
+
+    def scrub(self, text: str) -> str:
+        with self._lock:
+            keys = list(self._keys)
+        for k in keys:
+            if k in text:
+                text = text.replace(k, _REDACTED)
+        return text
+
+    def __repr__(self) -> str:
+        return f"<keyring of {len(self._keys)} entries>"
+
+
+_KEYRING = _Keyring()
+
+
+# -- the ZAP handler, one per context --------------------------------------------------------------
+class _Authenticator(ThreadAuthenticator):
+    """Accepts the public keys in ``allowed`` for the Lintas ZAP domain; the ZMQ ``User-Id`` of a peer
+    is its key's name (the file stem in ``allowed/``), not its key."""
+
+    def __init__(self, ctx: zmq.Context, allowed: Path) -> None:
+        super().__init__(ctx, log=_RedactingLog(logging.getLogger("lintas.security.zap"), _KEYRING))
+        self.allowed_dir = allowed
+        self.names: dict[bytes, str] = {}
+        self.users = 0
+
+    def load_allowed(self) -> int:
+        names: dict[bytes, str] = {}
+        for f in sorted(self.allowed_dir.glob(f"*{PUBLIC_SUFFIX}")):
+            public, _ = _load(f, secret=False)
+            names[public] = f.name[: -len(PUBLIC_SUFFIX)]
+        _KEYRING.add(*names)
+        self.names = names
+        self.certs[ZAP_DOMAIN] = {k: True for k in names}
+        self.allow_any = False
+        return len(names)
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        return self.names.get(z85.encode(client_public_key), "unknown")
+
+
+_AUTH: dict[int, tuple[zmq.Context, _Authenticator]] = {}
+_AUTH_LOCK = threading.Lock()
+
+
+def _authenticator(ctx: zmq.Context) -> _Authenticator | None:
+    entry = _AUTH.get(id(ctx))
+    if entry is None or entry[0] is not ctx or ctx.closed or not entry[1].is_alive():
+        return None
+    return entry[1]
+
+
+# -- per-process security --------------------------------------------------------------------------
+class Security:
+    """The keys of one process (``me``) and the ZAP handler of its context.
+
+    ``server(sock, role)`` makes ``sock`` a CURVE server with the ``role`` key pair (``bus`` for the
+    forwarder, ``engine`` for the command ROUTER) under the ZAP allow-list; ``client(sock, server)``
+    makes it a CURVE client with this process's own pair that accepts only the given server's key.
+    Build one with :meth:`load`; call :meth:`close` before destroying the context."""
+
+    def __init__(self, directory: Path, me: str, ctx: zmq.Context, public: bytes, secret: bytes) -> None:
+        self.directory = Path(directory)
+        self.me = safe_name(me)
+        self.ctx = ctx
+        self.__public = public
+        self.__secret = secret
+        self.__servers: dict[str, tuple[bytes, bytes]] = {self.me: (public, secret)}
+        self.__peers: dict[str, bytes] = {}
+        self._auth: _Authenticator | None = None
+        self._closed = False
+
+    # construction ---------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, directory: str | os.PathLike, me: str, ctx: zmq.Context | None = None) -> Security:
+        """Load ``<me>.key_secret`` from ``directory`` and, when ``directory/allowed/`` exists, start
+        the context's ZAP handler (once per context) on that allow-list. Peers' public keys are read
+        when first needed. Raises :class:`SecurityError` naming the file that is missing or bad."""
+        d = Path(directory)
+        if not d.is_dir():
+            raise SecurityError(f"key directory {d} does not exist (lintas keys {d} creates it)")
+        ctx = ctx if ctx is not None else zmq.Context.instance()
+        public, secret = _load(secret_file(d, me), secret=True)
+        assert secret is not None
+        _KEYRING.add(public, secret)
+        self = cls(d, me, ctx, public, secret)
+        if (d / ALLOWED_DIR).is_dir():
+            self._start_auth()
+        log.info("security: %s keys loaded from %s", self.me, d)
+        return self
+
+    def _start_auth(self) -> None:
+        allowed = (self.directory / ALLOWED_DIR).resolve()
+        with _AUTH_LOCK:
+            auth = _authenticator(self.ctx)
+            if auth is None:
+                auth = _Authenticator(self.ctx, allowed)
+                n = auth.load_allowed()
+                try:
+                    auth.start()
+                except zmq.ZMQError as exc:  # another ZAP handler already bound in this context
+                    raise SecurityError(f"cannot start the ZAP handler: {exc}") from None
+                _AUTH[id(self.ctx)] = (self.ctx, auth)
+                log.info("security: ZAP allow-list %s: %d keys", allowed, n)
+            elif auth.allowed_dir != allowed:
+                raise SecurityError(f"this context already authenticates against {auth.allowed_dir}, "
+                                    f"not {allowed}: use one key directory per context")
+            auth.users += 1
+            self._auth = auth
+
+    def reload(self) -> int:
+        """Re-read the allow-list (after adding or removing a public key); returns how many keys."""
+        if self._auth is None:
+            raise SecurityError(f"no allow-list: {self.directory / ALLOWED_DIR} did not exist at load")
+        return self._auth.load_allowed()
+
+    # sockets --------------------------------------------------------------------------------------
+    def _server_pair(self, role: str) -> tuple[bytes, bytes]:
+        role = safe_name(role)
+        pair = self.__servers.get(role)
+        if pair is None:  # this process serves another role too (e.g. forwarder and engine in one)
+            public, secret = _load(secret_file(self.directory, role), secret=True)
+            assert secret is not None
+            _KEYRING.add(public, secret)
+            pair = self.__servers[role] = (public, secret)
+        return pair
+
+    def _peer(self, name: str) -> bytes:
+        name = safe_name(name)
+        key = self.__peers.get(name)
+        if key is None:
+            key, _ = _load(public_file(self.directory, name), secret=False)
+            _KEYRING.add(key)
+            self.__peers[name] = key
+        return key
+
+    def server(self, sock: zmq.Socket, role: str | None = None) -> None:
+        """Make ``sock`` (before it binds) a CURVE server with the ``role`` key pair (default: own),
+        accepting only allow-listed clients."""
+        self._check_open()
+        if self._auth is None or _authenticator(sock.context) is not self._auth:
+            raise SecurityError(f"cannot serve as {role or self.me}: no ZAP allow-list running in this socket's context "
+                                f"({self.directory / ALLOWED_DIR} missing, or the socket is from another context "
+                                f"than the one given to Security.load); it would accept any key")
+        public, secret = self._server_pair(role or self.me)
+        sock.curve_secretkey = secret
+        sock.curve_publickey = public
+        sock.zap_domain = ZAP_DOMAIN.encode()
+        sock.curve_server = True
+
+    def client(self, sock: zmq.Socket, server: str | None = None) -> None:
+        """Make ``sock`` (before it connects) a CURVE client with this process's own pair that talks
+        only to ``server`` (``bus`` or ``engine``, or any name with a public key in the directory)."""
+        self._check_open()
+        if not server:
+            raise SecurityError(f"client(): name the server the socket connects to ({' or '.join(SERVER_ROLES)})")
+        sock.curve_serverkey = self._peer(server)
+        sock.curve_secretkey = self.__secret
+        sock.curve_publickey = self.__public
+
+    # misc -----------------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SecurityError("Security object is closed")
+
+    def close(self) -> None:
+        """Stop the context's ZAP handler when its last user closes. Call before ``ctx.destroy()``."""
+        if self._closed:
+            return
+        self._closed = True
+        auth, self._auth = self._auth, None
+        if auth is None:
+            return
+        with _AUTH_LOCK:
+            auth.users -= 1
+            if auth.users <= 0:
+                entry = _AUTH.get(id(self.ctx))
+                if entry is not None and entry[1] is auth:
+                    del _AUTH[id(self.ctx)]
+                if not self.ctx.closed:
+                    auth.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Security(me={self.me!r}, directory={str(self.directory)!r}, zap={self._auth is not None})"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        raise TypeError("Security objects hold secret keys and cannot be pickled; load them in each process")
+
+
+# -- binding checks --------------------------------------------------------------------------------
+def is_loopback_host(host: str) -> bool:
+    h = host.strip()
+    if h.startswith("[") and h.endswith("]"):
+        h = h[1:-1]
+    if h.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False  # '*', an interface name or a host name: may face the network
+
+
+def check_bind(endpoint: str, security) -> None:
+    """Refuse to bind a network endpoint (tcp:// and the like on anything but loopback, including
+    ``*`` and ``0.0.0.0``) without security. inproc:// and ipc:// are always allowed."""
+    if security is not None or not endpoint:
+        return
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep:
+        return  # not an endpoint zmq could bind; let zmq report it
+    if scheme.lower() in LOCAL_SCHEMES:
+        return
+    rest = rest.rsplit(";", 1)[-1]  # source;destination forms name the destination last
+    host = rest.rsplit(":", 1)[0] if ":" in rest else rest
+    if is_loopback_host(host):
+        return
+    raise SecurityError(f"refusing to bind {endpoint} without keys: pass --keys DIR "
+                        f"(lintas keys DIR creates them)")
+
+
+__all__ = [
+    "DEFAULT_NAMES",
+    "Security",
+    "SecurityError",
+    "check_bind",
+    "create_keys",
+    "is_loopback_host",
+    "public_file",
+    "safe_name",
+    "secret_file",
+]

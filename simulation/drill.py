@@ -1,0 +1,300 @@
+"""Fault-injection drill: the whole city as separate processes over tcp://, with failures injected.
+
+Processes: ``lintas bus`` (forwarder), ``lintas engine``, one ``lintas controller`` per junction, and
+this process as the field (SUMO through libsumo, paced at ``speed`` simulated seconds per wall
+second). Clocks are simulation time, carried by the field's ``tick`` messages; nobody waits for
+anybody (no lockstep), as in the field.
+
+Timeline (simulated seconds after the start): the engine is killed with SIGKILL, restarted, one
+controller is killed, and a process without keys publishes commands and readings. The drill measures
+how long every controller takes to reach local mode, to come back under engine control, whether the
+engine marks the dead controller offline and keeps commanding the others, whether anything from the
+keyless process got through, and the delay of the run against the net's own program.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import zmq
+
+from engine import bus
+from engine import messages as m
+from simulation import metrics
+from simulation.field import SumoField, merge_additional
+from simulation.netcompile import compile_for_run
+from simulation.scenario import load_scenario
+
+
+SILENT_CONTROLLER_S = 6.0  # simulated s without a state before the field hands a junction to SUMO's plan
+
+
+@dataclass
+class Timeline:
+    kill_engine: float = 200.0
+    restart_engine: float = 400.0
+    kill_controller: float = 600.0
+    rogue: float = 700.0
+    end: float = 900.0
+
+
+@dataclass
+class DrillResult:
+    scenario: str
+    junctions: int
+    speed: float
+    backup_time: float
+    local_after_kill_s: float | None = None  # engine killed -> every controller in local mode
+    engine_up_after_restart_s: float | None = None  # restart -> the new engine's first heartbeat
+    engine_back_after_restart_s: float | None = None  # engine up -> every controller under engine control
+    offline_marked_after_s: float | None = None  # controller killed -> engine publishes junction-offline
+    others_commanded_after_kill: bool = False
+    rogue_messages_seen: int = 0
+    rogue_refusals: int = 0
+    delay_s: float | None = None
+    static_delay_s: float | None = None
+    collisions: int = 0
+    teleports: int = 0
+    events: list[str] = field(default_factory=list)
+
+    def ok(self) -> bool:
+        return (
+            self.local_after_kill_s is not None and self.local_after_kill_s <= self.backup_time + 1.0
+            and self.engine_back_after_restart_s is not None and self.engine_back_after_restart_s <= 10.0
+            and self.offline_marked_after_s is not None and self.others_commanded_after_kill
+            and self.rogue_messages_seen == 0 and self.rogue_refusals == 0
+            and self.delay_s is not None and self.static_delay_s is not None
+            and self.delay_s <= 1.10 * self.static_delay_s
+            and self.collisions == 0
+        )
+
+
+def _py() -> list[str]:
+    return [sys.executable, "-m", "simulation.cli"]
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen:
+    fh = open(log, "ab")
+    return subprocess.Popen([*_py(), *args], stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                            cwd=Path(__file__).resolve().parents[1])
+
+
+def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", speed: float = 4.0, seed: int = 1,
+              timeline: Timeline | None = None, keys: Path | None = None, victim: str | None = None,
+              progress=None) -> DrillResult:
+    tl = timeline or Timeline()
+    scn = load_scenario(scenario)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    net, det_file = compile_for_run(scn, out_dir / "compiled")
+    ids = [j.id for j in net.junctions]
+    victim = victim or ids[-1]
+    ep = bus.endpoints("tcp")
+    res = DrillResult(scn.name, len(ids), speed, 4.0)
+    logs = out_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    key_args = ["--keys", str(keys)] if keys else []
+    eps = ["--bus-in", ep.bus_in, "--bus-out", ep.bus_out]
+    procs: dict[str, subprocess.Popen] = {}
+    procs["bus"] = _spawn(["bus", *eps, *key_args], logs / "bus.log")
+    engine_args = ["engine", str(scn.sumocfg), "-p", policy, *eps, "--commands", ep.commands, "--clock", "bus",
+                   "--seed", str(seed), *key_args]
+    procs["engine"] = _spawn(engine_args, logs / "engine.log")
+    spec_dir = out_dir / "compiled" / "junctions"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    for j in net.junctions:
+        p = spec_dir / f"{_safe(j.id)}.json"
+        p.write_bytes(msgspec.json.encode(j))
+        procs[j.id] = _spawn(["controller", str(p), *eps, "--commands", ep.commands, "--clock", "bus", "--no-lockstep",
+                              *key_args], logs / f"controller-{_safe(j.id)}.log")
+    security = None
+    ctx = zmq.Context()
+    if keys:
+        from engine.security import Security
+
+        security = Security.load(keys, "field", ctx)
+    pub = bus.Publisher(ctx, ep, security=security)
+    sub = bus.Subscriber(ctx, ep, [m.TOPIC_STATE, m.TOPIC_FAULT, m.TOPIC_HEARTBEAT, m.TOPIC_DETECTORS,
+                                   m.TOPIC_REFUSAL], security=security)
+    field_ = SumoField(net)
+    run_dir = out_dir / "run"
+    run_dir.mkdir(exist_ok=True)
+    args = ["-c", str(scn.sumocfg), "--seed", str(seed), "--time-to-teleport", "-1", "--no-step-log", "true",
+            "--no-warnings", "true", "--duration-log.disable", "true", "--end", f"{scn.begin + tl.end:g}",
+            *metrics.sumo_output_args(run_dir)]
+    args = merge_additional(args, [*scn.additional_files, det_file])
+    states: dict[str, m.ControllerState] = {}
+    last_seen: dict[str, float] = {}
+    handed_back: set[str] = set()
+    queue = []
+    try:
+        field_.start(args)
+        begin = field_.time()
+        # wait until every controller and the engine are heard (they publish state on sync ticks)
+        deadline = time.monotonic() + 60
+        engine_heard = False
+        while time.monotonic() < deadline:
+            pub.publish(m.TOPIC_TICK, m.ClockTick(time=begin - 1, step=-1, phase="sync"))
+            time.sleep(0.05)
+            for topic, msg in sub.drain():
+                if isinstance(msg, m.ControllerState):
+                    states[msg.junction] = msg
+                elif isinstance(msg, m.Heartbeat) and msg.sender == "engine":
+                    engine_heard = True
+            if engine_heard and len(states) == len(ids):
+                break
+        else:
+            raise RuntimeError(f"drill: components did not start (heard {len(states)}/{len(ids)} controllers)")
+        killed_engine = restarted = killed_ctrl = rogue_done = False
+        t_restart = t_kill_ctrl = t_engine_up = None
+        step = 0
+        wall0 = time.monotonic()
+        t = begin
+        while t < begin + tl.end:
+            rel = t - begin
+            if not killed_engine and rel >= tl.kill_engine:
+                os.kill(procs["engine"].pid, signal.SIGKILL)
+                procs["engine"].wait()
+                killed_engine = True
+                res.events.append(f"t={rel:.0f}: engine killed (SIGKILL)")
+            if killed_engine and not restarted and rel >= tl.restart_engine:
+                procs["engine"] = _spawn(engine_args, logs / "engine.log")
+                restarted = True
+                t_restart = rel
+                res.events.append(f"t={rel:.0f}: engine restarted")
+            if not killed_ctrl and rel >= tl.kill_controller:
+                os.kill(procs[victim].pid, signal.SIGKILL)
+                procs[victim].wait()
+                killed_ctrl = True
+                t_kill_ctrl = rel
+                seq_at_kill = {k: s.last_seq for k, s in states.items()}
+                res.events.append(f"t={rel:.0f}: controller {victim} killed (SIGKILL)")
+            if not rogue_done and rel >= tl.rogue:
+                _rogue(ep, ids, t)
+                rogue_done = True
+                res.events.append(f"t={rel:.0f}: keyless process published commands and readings")
+            batch = field_.read(t)
+            pub.publish(m.TOPIC_DETECTORS, batch)
+            pub.publish(m.TOPIC_TICK, m.ClockTick(time=t, step=step, phase="run"))
+            # pace: speed simulated seconds per wall second
+            target = wall0 + (step + 1) / speed
+            while True:
+                for topic, msg in sub.drain():
+                    if isinstance(msg, m.ControllerState):
+                        if msg.junction in states and msg.time < states[msg.junction].time:
+                            continue
+                        states[msg.junction] = msg
+                        last_seen[msg.junction] = msg.time
+                        _observe_mode(res, msg, rel_of=lambda x: x - begin, tl=tl, t_up=t_engine_up, ids=ids,
+                                      states=states)
+                    elif (isinstance(msg, m.Heartbeat) and msg.sender == "engine" and t_restart is not None
+                          and res.engine_up_after_restart_s is None):
+                        res.engine_up_after_restart_s = msg.time - begin - t_restart
+                        t_engine_up = msg.time - begin
+                    elif isinstance(msg, m.Fault) and msg.kind == "junction-offline" and msg.detail == victim:
+                        if t_kill_ctrl is not None and res.offline_marked_after_s is None:
+                            res.offline_marked_after_s = msg.time - begin - t_kill_ctrl
+                    elif isinstance(msg, (m.DetectorBatch,)) and msg.source == "rogue":
+                        res.rogue_messages_seen += 1
+                    elif isinstance(msg, m.Refusal):
+                        res.rogue_refusals += 1 if rogue_done else 0
+                now = time.monotonic()
+                if now >= target:
+                    break
+                sub.sock.poll(max(1, int((target - now) * 1000)))
+            for jid in ids:
+                st = states.get(jid)
+                if st is None:
+                    continue
+                if t - last_seen.get(jid, t) > SILENT_CONTROLLER_S:  # dead controller: the cabinet's own plan
+                    if jid not in handed_back:
+                        field_.conn.trafficlight.setProgram(jid, _original_program(field_, jid))
+                        handed_back.add(jid)
+                        res.events.append(f"t={t - begin:.0f}: {jid} silent, cabinet runs its own plan")
+                elif jid not in handed_back:
+                    field_.show(jid, st.signal)
+            if killed_ctrl and not res.others_commanded_after_kill and t - begin > t_kill_ctrl + 10:
+                res.others_commanded_after_kill = all(
+                    states[k].last_seq > seq_at_kill.get(k, -1) and states[k].mode == "engine"
+                    for k in ids if k != victim)
+            queue.append(field_.queues())
+            field_.step()
+            t += 1.0
+            step += 1
+            if progress and step % 60 == 0:
+                progress(step, tl.end)
+    finally:
+        field_.close()
+        try:
+            pub.publish(m.TOPIC_TICK, m.ClockTick(time=0, step=-1, phase="stop"))
+        except zmq.ZMQError:
+            pass
+        time.sleep(0.2)
+        for p in procs.values():
+            if p.poll() is None:
+                p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        pub.close()
+        sub.close()
+        ctx.destroy(linger=0)
+    sched = metrics.scheduled_departures(scn.route_files, begin, begin + tl.end)
+    met = metrics.compute_metrics(run_dir / "tripinfo.xml", run_dir / "statistics.xml", sched, begin + tl.end,
+                                  np.array(queue))
+    res.delay_s, res.collisions, res.teleports = met.delay_s, met.collisions, met.teleports
+    return res
+
+
+def _original_program(field_: SumoField, tls: str) -> str:
+    progs = field_.conn.trafficlight.getAllProgramLogics(tls)
+    ids = [p.programID for p in progs if p.programID != "online"]
+    return ids[0] if ids else "0"
+
+
+def _observe_mode(res: DrillResult, st: m.ControllerState, *, rel_of, tl: Timeline, t_up, ids, states) -> None:
+    rel = rel_of(st.time)
+    if res.local_after_kill_s is None and rel >= tl.kill_engine and rel < tl.restart_engine:
+        if all(states.get(j) is not None and states[j].mode == "local" for j in ids):
+            res.local_after_kill_s = rel - tl.kill_engine
+    if t_up is not None and res.engine_back_after_restart_s is None and rel < tl.kill_controller:
+        if all(states.get(j) is not None and states[j].mode == "engine" and rel_of(states[j].time) >= t_up
+               for j in ids):
+            res.engine_back_after_restart_s = rel - t_up
+
+
+def _rogue(ep: bus.Endpoints, ids: list[str], t: float) -> None:
+    """A process without keys: publishes fake readings and ticks, and commands every junction through a
+    ROUTER it binds itself and through the engine's endpoint."""
+    ctx = zmq.Context()
+    try:
+        pub = bus.Publisher(ctx, ep)
+        router = ctx.socket(zmq.DEALER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.connect(ep.commands)
+        time.sleep(0.3)
+        for i in range(20):
+            pub.publish(m.TOPIC_DETECTORS, m.DetectorBatch(source="rogue", time=t,
+                                                          readings=[m.DetectorReading("x", 999, 1.0, 999)]))
+            for j in ids:
+                cmd = m.PhaseCommand(junction=j, action="advance", phase=0, seq=10**9 + i, issued_at=t)
+                router.send(m.encode(cmd))
+            time.sleep(0.01)
+        time.sleep(0.2)
+        pub.close()
+        router.close(0)
+    finally:
+        ctx.destroy(linger=0)
+
+
+def _safe(s: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in s)
