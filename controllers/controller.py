@@ -221,8 +221,10 @@ class Controller:
         else:
             signal = self.monitor.failsafe_state()
         # back to the engine at a phase boundary: a green began with this tick (the timer's ``since``
-        # is already dt here, so it is never 0.0 once the timer has ticked)
-        if self.mode == "local" and self.engine_back and timer.interval == "green" and timer.since == dt:
+        # is already dt here), or a green whose minimum has run, where the engine may hold or end it
+        # like any other; never in yellow or all-red
+        if (self.mode == "local" and self.engine_back and timer.interval == "green"
+                and (timer.since == dt or timer.green_shown >= timer.min_green[timer.phase])):
             if self.last_contact is not None and t - self.last_contact <= self.cfg.backup_time:
                 self._set_mode("engine", t)
         self.heads.show(signal)

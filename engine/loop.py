@@ -22,8 +22,8 @@ import zmq
 from engine import bus
 from engine import messages as m
 from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE, Network
-from engine.observe import Observer
-from engine.policies import JunctionState, Observations, get_policy, policy_net, seed_rng
+from engine.fusion import Fusion
+from engine.policies import JunctionState, get_policy, policy_net, seed_rng, warmup
 
 log = logging.getLogger("lintas.engine")
 
@@ -49,6 +49,7 @@ class Engine:
     ) -> None:
         self.net = network
         self.policy = get_policy(policy)
+        warmup([policy])  # compile (or load from numba's cache) before the first tick, not during it
         self.params = self.policy.default_params() if params is None else np.asarray(params, dtype=np.float64)
         self.lockstep = lockstep
         self.lockstep_wait = lockstep_wait
@@ -57,7 +58,7 @@ class Engine:
         self.wall = wall
         ctx = ctx or zmq.Context.instance()
         self.router = bus.CommandServer(ctx, ep, security=security)
-        self.sub = bus.Subscriber(ctx, ep, [m.TOPIC_DETECTORS, m.TOPIC_TICK], security=security)
+        self.sub = bus.Subscriber(ctx, ep, [m.TOPIC_DETECTORS, m.TOPIC_TICK, m.TOPIC_PLAN], security=security)
         self.pub = bus.Publisher(ctx, ep, security=security)
         n_j = network.n_junctions
         self.cur_phase = network.jn_phase_ptr[:-1].astype(np.int32).copy()
@@ -69,7 +70,7 @@ class Engine:
         self.target = np.full(n_j, -1, dtype=np.int32)
         self.rng = seed_rng(seed, n_j)
         self.pnet = policy_net(network)
-        self.observer = Observer(network)
+        self.observer = Fusion(network)  # sensor fusion with detector health (engine/fusion.py)
         self.commands_sent = 0
         self.ticks_done = 0
         self.stopped = False
@@ -99,6 +100,8 @@ class Engine:
                 self.observer.update(msg)
             elif isinstance(msg, m.ClockTick):
                 self._ticks.append(msg)
+            elif isinstance(msg, m.Plan):
+                self.observer.on_plan(msg)
         while self._ticks:
             tk = self._ticks[0]
             if tk.phase == "stop":
@@ -161,9 +164,12 @@ class Engine:
         # time in interval now, from the last report
         since_now = self.since + np.where(np.isfinite(self.state_time), t - self.state_time, 0.0)
         state = JunctionState(self.cur_phase, self.interval, since_now, self.online)
-        obs = Observations(*self.observer.observations(t))
+        obs = self.observer.observations(t)
         self.target.fill(-1)
         self.policy.kernel(float(t), self.pnet, state, obs, self.params, self.rng, self.target)
+        if self.policy.name == "adaptive":  # neighbour coordination: every junction's plan on the bus
+            for plan in self.observer.plans(t, state):
+                self.pub.publish(m.TOPIC_PLAN, plan)
         self._send(t)
         self.ticks_done += 1
         return self.target

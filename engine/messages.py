@@ -24,6 +24,7 @@ TOPIC_TICK = b"tick"
 TOPIC_FAULT = b"fault"
 TOPIC_HEARTBEAT = b"hb"
 TOPIC_REFUSAL = b"refusal"
+TOPIC_PLAN = b"plan"
 
 Interval = Literal["green", "yellow", "allred", "failsafe"]
 Mode = Literal["engine", "local", "failsafe", "starting"]
@@ -129,7 +130,24 @@ class Refusal(_Msg, tag="refusal"):
     reason: str = ""
 
 
-Message = DetectorBatch | ControllerState | PhaseCommand | Heartbeat | ClockTick | Fault | Refusal
+class Plan(_Msg, tag="plan"):
+    """A junction's planned schedule and predicted outflow, from the engine every tick, topic ``plan``.
+    Neighbouring junctions (in this engine or another) predict their arrivals from it.
+
+    phase: green phase now served. green_end: predicted end of that green (s, same clock as ``time``).
+    next_phase: phase predicted to follow (-1: none yet). lanes / flows: downstream lane ids and the
+    predicted flow into each (veh/s) while the green lasts."""
+
+    junction: str = ""
+    time: float = 0.0
+    phase: int = 0
+    green_end: float = 0.0
+    next_phase: int = -1
+    lanes: list[str] = []
+    flows: list[float] = []
+
+
+Message = DetectorBatch | ControllerState | PhaseCommand | Heartbeat | ClockTick | Fault | Refusal | Plan
 MESSAGE_TYPES: tuple[type, ...] = (
     DetectorBatch,
     ControllerState,
@@ -138,6 +156,7 @@ MESSAGE_TYPES: tuple[type, ...] = (
     ClockTick,
     Fault,
     Refusal,
+    Plan,
 )
 
 _encoder = msgspec.msgpack.Encoder()

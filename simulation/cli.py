@@ -403,7 +403,10 @@ def engine(
     clock: Annotated[str, typer.Option(help="bus: ticks from the simulation runner; wall: the wall clock")] = "bus",
     lockstep: Annotated[bool, typer.Option(help="With --clock bus: wait for every controller each tick")] = False,
     seed: Annotated[int, typer.Option()] = 0,
+    keys: KeysOpt = None,
 ) -> None:
+    import zmq
+
     from engine import bus as b
     from engine.loop import Engine
     from engine.service import WallTicker, serve
@@ -423,7 +426,14 @@ def engine(
     except ScenarioError as exc:
         _fail(str(exc))
     ep = b.Endpoints(bus_in, bus_out, commands)
-    eng = Engine(net, policy, ep, seed=seed, lockstep=lockstep and clock == "bus")
+    from engine.security import SecurityError
+
+    ctx = zmq.Context.instance()
+    sec = _load_security(keys, "engine", ctx)
+    try:
+        eng = Engine(net, policy, ep, ctx=ctx, seed=seed, lockstep=lockstep and clock == "bus", security=sec)
+    except SecurityError as exc:
+        _fail(str(exc))
     typer.echo(f"lintas engine: {len(net.junctions)} junctions, policy {policy}, clock {clock}", err=True)
     try:
         if clock == "wall":
@@ -434,6 +444,8 @@ def engine(
         pass
     finally:
         eng.close()
+        if sec is not None:
+            sec.close()
 
 
 @app.command(name="compile", help="Compile a scenario's traffic lights into the engine's arrays and junction specs. "
@@ -458,6 +470,85 @@ def compile_(
             msgspec.json.encode(j))
     typer.echo(f"{len(net.junctions)} junctions, {net.n_phases} green phases, {net.n_lanes} lanes, "
                f"{net.n_detectors} detectors -> {out}")
+
+
+@app.command(name="check-tls", help="Check the signal states SUMO showed (its SaveTLSStates output) against the "
+             "junctions' conflicts, yellow and minimum green; exits 1 on any violation. Example: lintas check-tls "
+             "out/tls_states.xml scenarios/bunda_kota --statistics out/runs/bunda_kota/random-seed1/statistics.xml")
+def check_tls(
+    states_xml: Annotated[Path, typer.Argument(help="SUMO SaveTLSStates (or SaveTLSSwitchStates) output")],
+    scenario: Annotated[Path, typer.Argument(help="Scenario (.sumocfg or folder), .net.xml or network.json")],
+    statistics: Annotated[Path | None, typer.Option(help="SUMO --statistic-output: collisions fail the check")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON")] = None,
+    yellow_min: Annotated[float, typer.Option(help="Shortest yellow allowed (s)")] = 3.0,
+    min_green: Annotated[float, typer.Option(help="Shortest green allowed (s)")] = 5.0,
+) -> None:
+    from simulation.tlscheck import TlsCheckError, check_tls_states
+
+    try:
+        rep = check_tls_states(states_xml, scenario, yellow_min=yellow_min, min_green=min_green,
+                               statistics_xml=statistics)
+    except TlsCheckError as exc:
+        _fail(str(exc))
+    for line in rep.summary_lines():
+        typer.echo(line)
+    if json_file is not None:
+        try:
+            json_file.parent.mkdir(parents=True, exist_ok=True)
+            json_file.write_text(json.dumps(rep.to_dict(), indent=2))
+        except OSError as exc:
+            _fail(f"--json: cannot write {json_file}: {exc}")
+        typer.echo(f"wrote {json_file}")
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@app.command(help="Fault-injection drill over tcp with separate processes and CURVE keys: kill -9 the engine, "
+             "restart it, kill a controller, let a keyless process publish. Example: lintas drill scenarios/bunda_kota "
+             "--out out/drill")
+def drill(
+    scenario: Annotated[Path, typer.Argument()] = DEMO_SCENARIO,
+    out: Annotated[Path, typer.Option(help="Logs, keys and results go here")] = Path("lintas-drill"),
+    policy: Annotated[str, typer.Option("--policy", "-p")] = "maxpressure",
+    speed: Annotated[float, typer.Option(help="Simulated seconds per wall second")] = 2.0,
+    kill_engine: Annotated[float, typer.Option(help="s after start")] = 200.0,
+    restart_engine: Annotated[float, typer.Option()] = 400.0,
+    kill_controller: Annotated[float, typer.Option()] = 600.0,
+    rogue: Annotated[float, typer.Option()] = 700.0,
+    end: Annotated[float, typer.Option(help="Length of the drill (simulated s)")] = 900.0,
+) -> None:
+    import dataclasses
+
+    from simulation.drill import Timeline, run_drill
+
+    scn = _validate(scenario, [policy], "tcp", "process")
+    if not (0 < kill_engine < restart_engine < kill_controller < rogue < end):
+        _fail("drill: need 0 < --kill-engine < --restart-engine < --kill-controller < --rogue < --end")
+    tl = Timeline(kill_engine, restart_engine, kill_controller, rogue, end)
+    res = run_drill(scenario, out.resolve(), policy=policy, speed=speed, timeline=tl)
+    static, _ = simulate_runs(scenario, ["sumo-static"], 1, out_dir=(out / "static").resolve(),
+                              end=scn.begin + end, jobs=1, quiet=True)
+    res.static_delay_s = static[0]["delay_s"] if static else None
+    doc = dataclasses.asdict(res) | {"ok": res.ok()}
+    (out / "drill.json").write_text(json.dumps(doc, indent=2))
+    for ev in res.events:
+        typer.echo(f"  {ev}")
+
+    def f(x, unit="s"):
+        return "-" if x is None else f"{x:.1f} {unit}"
+
+    typer.echo(f"every controller local after engine kill: {f(res.local_after_kill_s)} (limit {res.backup_time + 1:g} s)")
+    typer.echo(f"engine up after restart: {f(res.engine_up_after_restart_s)}; every controller back under engine "
+               f"control {f(res.engine_back_after_restart_s)} after that (limit 10 s)")
+    typer.echo(f"killed controller marked offline after: {f(res.offline_marked_after_s)}; others still commanded: "
+               f"{res.others_commanded_after_kill}")
+    typer.echo(f"messages from the keyless process seen on the bus: {res.rogue_messages_seen}; refusals caused: "
+               f"{res.rogue_refusals}")
+    typer.echo(f"delay {f(res.delay_s)} vs net's program (sumo-static, same window) {f(res.static_delay_s)}; "
+               f"collisions {res.collisions}, teleports {res.teleports}")
+    typer.echo(f"drill {'PASSED' if res.ok() else 'FAILED'}; wrote {out / 'drill.json'}")
+    if not res.ok():
+        raise typer.Exit(1)
 
 
 bench_app = typer.Typer(help="Benchmarks (figures and ratios measured side by side; JSON under benchmarks/results/).")

@@ -34,7 +34,10 @@ from simulation.netcompile import compile_for_run
 from simulation.scenario import load_scenario
 
 
-SILENT_CONTROLLER_S = 6.0  # simulated s without a state before the field hands a junction to SUMO's plan
+# a controller silent this long (simulated and wall s: a busy machine may stall a process for a moment)
+# is taken for dead, and the field hands its junction to the cabinet's own plan (SUMO's program)
+SILENT_CONTROLLER_S = 6.0
+SILENT_CONTROLLER_WALL_S = 3.0
 
 
 @dataclass
@@ -87,7 +90,7 @@ def _spawn(args: list[str], log: Path) -> subprocess.Popen:
                             cwd=Path(__file__).resolve().parents[1])
 
 
-def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", speed: float = 4.0, seed: int = 1,
+def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", speed: float = 2.0, seed: int = 1,
               timeline: Timeline | None = None, keys: Path | None = None, victim: str | None = None,
               progress=None) -> DrillResult:
     tl = timeline or Timeline()
@@ -100,7 +103,12 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
     res = DrillResult(scn.name, len(ids), speed, 4.0)
     logs = out_dir / "logs"
     logs.mkdir(exist_ok=True)
-    key_args = ["--keys", str(keys)] if keys else []
+    if keys is None:  # the drill always runs keyed: the keyless process must be shut out
+        from engine.security import create_keys
+
+        keys = out_dir / "keys"
+        create_keys(keys, ["engine", "bus", "field", "operator", "controller"])
+    key_args = ["--keys", str(keys)]
     eps = ["--bus-in", ep.bus_in, "--bus-out", ep.bus_out]
     procs: dict[str, subprocess.Popen] = {}
     procs["bus"] = _spawn(["bus", *eps, *key_args], logs / "bus.log")
@@ -114,12 +122,10 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
         p.write_bytes(msgspec.json.encode(j))
         procs[j.id] = _spawn(["controller", str(p), *eps, "--commands", ep.commands, "--clock", "bus", "--no-lockstep",
                               *key_args], logs / f"controller-{_safe(j.id)}.log")
-    security = None
-    ctx = zmq.Context()
-    if keys:
-        from engine.security import Security
+    from engine.security import Security
 
-        security = Security.load(keys, "field", ctx)
+    ctx = zmq.Context()
+    security = Security.load(keys, "field", ctx)
     pub = bus.Publisher(ctx, ep, security=security)
     sub = bus.Subscriber(ctx, ep, [m.TOPIC_STATE, m.TOPIC_FAULT, m.TOPIC_HEARTBEAT, m.TOPIC_DETECTORS,
                                    m.TOPIC_REFUSAL], security=security)
@@ -132,6 +138,7 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
     args = merge_additional(args, [*scn.additional_files, det_file])
     states: dict[str, m.ControllerState] = {}
     last_seen: dict[str, float] = {}
+    last_seen_wall: dict[str, float] = {}
     handed_back: set[str] = set()
     queue = []
     try:
@@ -192,6 +199,7 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
                             continue
                         states[msg.junction] = msg
                         last_seen[msg.junction] = msg.time
+                        last_seen_wall[msg.junction] = time.monotonic()
                         _observe_mode(res, msg, rel_of=lambda x: x - begin, tl=tl, t_up=t_engine_up, ids=ids,
                                       states=states)
                     elif (isinstance(msg, m.Heartbeat) and msg.sender == "engine" and t_restart is not None
@@ -213,7 +221,9 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
                 st = states.get(jid)
                 if st is None:
                     continue
-                if t - last_seen.get(jid, t) > SILENT_CONTROLLER_S:  # dead controller: the cabinet's own plan
+                silent = (t - last_seen.get(jid, t) > SILENT_CONTROLLER_S
+                          and time.monotonic() - last_seen_wall.get(jid, time.monotonic()) > SILENT_CONTROLLER_WALL_S)
+                if silent:  # dead controller: the cabinet's own plan
                     if jid not in handed_back:
                         field_.conn.trafficlight.setProgram(jid, _original_program(field_, jid))
                         handed_back.add(jid)
@@ -247,6 +257,7 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
                 p.kill()
         pub.close()
         sub.close()
+        security.close()
         ctx.destroy(linger=0)
     sched = metrics.scheduled_departures(scn.route_files, begin, begin + tl.end)
     met = metrics.compute_metrics(run_dir / "tripinfo.xml", run_dir / "statistics.xml", sched, begin + tl.end,
@@ -287,7 +298,10 @@ def _rogue(ep: bus.Endpoints, ids: list[str], t: float) -> None:
                                                           readings=[m.DetectorReading("x", 999, 1.0, 999)]))
             for j in ids:
                 cmd = m.PhaseCommand(junction=j, action="advance", phase=0, seq=10**9 + i, issued_at=t)
-                router.send(m.encode(cmd))
+                try:
+                    router.send(m.encode(cmd), zmq.NOBLOCK)  # no peer will ever take it: never block
+                except zmq.Again:
+                    pass
             time.sleep(0.01)
         time.sleep(0.2)
         pub.close()

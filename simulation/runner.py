@@ -32,7 +32,7 @@ from simulation.scenario import Scenario, load_scenario
 
 log = logging.getLogger("lintas.runner")
 
-LINTAS_POLICIES = ("fixed", "actuated", "maxpressure", "random")
+LINTAS_POLICIES = ("fixed", "actuated", "maxpressure", "random", "adaptive")
 SUMO_POLICIES = tuple(baselines.BASELINES)
 ALL_POLICIES = SUMO_POLICIES + LINTAS_POLICIES
 CONTROLLER_MODES = ("inprocess", "process")

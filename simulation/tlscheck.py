@@ -200,10 +200,16 @@ def load_junctions(network_or_scenario: Any) -> list[JunctionSpec]:
     from simulation.scenario import Scenario, ScenarioError
 
     if isinstance(network_or_scenario, (str, Path)) and str(network_or_scenario).endswith(".json"):
+        import msgspec
+
+        p = Path(network_or_scenario)
         try:
-            return list(Network.from_json(Path(network_or_scenario)).junctions)
+            raw = msgspec.json.decode(p.read_bytes())
+            if isinstance(raw, dict) and "junctions" in raw:
+                return list(Network.from_json(p).junctions)
+            return [msgspec.convert(raw, JunctionSpec)]  # one junction spec (lintas compile: junctions/ID.json)
         except Exception as exc:  # noqa: BLE001 - any decode problem is one line for the user
-            raise TlsCheckError(f"{network_or_scenario}: not a lintas network.json ({exc})") from None
+            raise TlsCheckError(f"{p}: not a lintas network.json or junction spec ({exc})") from None
     if isinstance(network_or_scenario, (str, Path, Scenario)):
         import warnings
 
@@ -240,6 +246,10 @@ class TlsCheckReport:
     per_tls: dict[str, dict[str, int]] = field(default_factory=dict)
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {c: [] for c in CLASSES})
     letters: dict[str, int] = field(default_factory=dict)  # step counts of each letter, all links
+    shortest_green: float | None = None  # shortest judged green run that ended (s)
+    shortest_yellow: float | None = None  # shortest judged yellow run that ended (s)
+    judged_greens: int = 0  # link green runs that ended and were judged
+    judged_yellows: int = 0
     statistics: dict[str, int] | None = None
     statistics_file: str | None = None
     collisions_detail: list[dict[str, Any]] = field(default_factory=list)
@@ -273,8 +283,9 @@ class TlsCheckReport:
     def summary_lines(self, examples: int = 3) -> list[str]:
         labels = class_labels(self.yellow_min, self.min_green)
         span = f"{self.begin:g}-{self.end:g} s" if self.records else "empty"
-        lines = [f"states: {self.states_file} ({len(self.tls_checked)} traffic lights checked, {span}, "
-                 f"{self.records} records, {self.mode})"]
+        head = (f"states: {self.states_file} ({len(self.tls_checked)} traffic lights checked, {span}, "
+                f"{self.records} records, {self.mode})")
+        lines = [head]
         if self.tls_not_in_network:
             lines.append(f"not in the network (not checked): {', '.join(self.tls_not_in_network[:10])}")
         if self.tls_not_in_file:
@@ -285,6 +296,11 @@ class TlsCheckReport:
             lines.append(f"{labels[c]}: {self.counts[c]}")
             for ex in self.examples[c][:examples]:
                 lines.append(f"  {_fmt_example(ex)}")
+        def short(x: float | None) -> str:
+            return "-" if x is None else f"{x:g} s"
+
+        lines.append(f"link greens judged: {self.judged_greens} (shortest {short(self.shortest_green)}), "
+                     f"yellows: {self.judged_yellows} (shortest {short(self.shortest_yellow)})")
         if self.statistics is not None:
             s = self.statistics
             lines.append(f"collisions: {s['collisions']}")
@@ -316,6 +332,10 @@ class TlsCheckReport:
             "per_tls": self.per_tls,
             "examples": self.examples,
             "letters": self.letters,
+            "judged_greens": self.judged_greens,
+            "shortest_green": self.shortest_green,
+            "judged_yellows": self.judged_yellows,
+            "shortest_yellow": self.shortest_yellow,
             "statistics_file": self.statistics_file,
             "statistics": self.statistics,
             "collisions_detail": self.collisions_detail,
@@ -413,7 +433,7 @@ def _check_one(rep: TlsCheckReport, spec: JunctionSpec, recs: Sequence[tuple[flo
         while j < len(good_t) and good_s[j] == s:
             j += 1
         t1 = good_t[j] if j < len(good_t) else max(end, t0 + step)
-        steps = max(1, int(round((t1 - t0) / step)))
+        steps = max(1, round((t1 - t0) / step))
         for c in s:
             letters[c] = letters.get(c, 0) + steps
         gg, gy = conflicts(s)
@@ -441,10 +461,18 @@ def _check_one(rep: TlsCheckReport, spec: JunctionSpec, recs: Sequence[tuple[flo
                 if new != "y":
                     g2r.append(i)
                     g2r_run.append(run)
+                if judged:
+                    rep.judged_greens += 1
+                    if rep.shortest_green is None or run < rep.shortest_green:
+                        rep.shortest_green = run
                 if judged and run + _EPS < min_green:
                     sg.append(i)
                     sg_run.append(run)
             elif old == "y":
+                if judged:
+                    rep.judged_yellows += 1
+                    if rep.shortest_yellow is None or run < rep.shortest_yellow:
+                        rep.shortest_yellow = run
                 if judged and run + _EPS < yellow_min:
                     sy.append(i)
                     sy_run.append(run)

@@ -12,7 +12,12 @@ Usage::
     decide("actuated", t, net, state, obs, params, rng, target)   # == pol.kernel(t, net, ..., target)
 
 Interface, array dtypes and the rules every policy follows: ``engine/policies/base.py``.
-Registered policies (``POLICIES``): ``fixed``, ``actuated``, ``maxpressure``, ``random``.
+Registered policies (``POLICIES``): ``fixed``, ``actuated``, ``maxpressure``, ``random``, ``adaptive``.
+
+``adaptive`` reads the extra fields of :class:`FusedObservations` (``engine/fusion.py``) and writes
+its plan into that object's plan arrays; given plain :class:`Observations` it runs with no predicted
+arrivals, no waits and unlimited space (and discards its plan). The adapter below keeps the common
+signature; the numba kernel itself is ``kernels.adaptive_core``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from .base import (
     WEIGHT_DENSITY,
     WEIGHT_QUEUE,
     ActuatedParam,
+    AdaptiveParam,
     FixedParam,
+    FusedObservations,
     JunctionState,
     MaxPressureParam,
     Observations,
@@ -41,6 +48,7 @@ from .base import (
     RandomParam,
     UnknownPolicy,
     empty_observations,
+    make_fused_observations,
     make_observations,
     make_policy_net,
     make_state,
@@ -62,7 +70,9 @@ __all__ = [
     "WEIGHT_DENSITY",
     "WEIGHT_QUEUE",
     "ActuatedParam",
+    "AdaptiveParam",
     "FixedParam",
+    "FusedObservations",
     "JunctionState",
     "MaxPressureParam",
     "Observations",
@@ -73,6 +83,7 @@ __all__ = [
     "decide",
     "empty_observations",
     "get_policy",
+    "make_fused_observations",
     "make_observations",
     "make_policy_net",
     "make_state",
@@ -81,6 +92,32 @@ __all__ = [
     "seed_rng",
     "warmup",
 ]
+
+def _adaptive_args(net, obs):
+    """The adaptive core's extra arrays: from FusedObservations, or neutral ones for Observations."""
+    if isinstance(obs, FusedObservations):
+        return obs.rate, obs.wait, obs.space, obs.profile, obs.plan_rem, obs.plan_next, obs.mov_flow
+    n_l = obs.queue.shape[0]
+    n_j = net.jn_phase_ptr.shape[0] - 1
+    z = np.zeros(n_l)
+    return (z, z, np.full(n_l, 1e9), np.zeros((n_l, 1)), np.zeros(n_j), np.full(n_j, -1, np.int32),
+            np.zeros(net.mov_in_lane.shape[0]))
+
+
+def _adaptive_call(core, t, net, state, obs, params, out_target):
+    rate, wait, space, profile, plan_rem, plan_next, mov_flow = _adaptive_args(net, obs)
+    core(float(t), net, state, obs.queue, obs.gap, rate, wait, space, profile, params, out_target, plan_rem, plan_next, mov_flow)
+
+
+def adaptive_kernel(t, net, state, obs, params, rng, out_target):
+    """``adaptive`` with the common signature: runs the numba kernel ``kernels.adaptive_core``."""
+    _adaptive_call(kernels.adaptive_core, t, net, state, obs, params, out_target)
+
+
+def adaptive_reference(t, net, state, obs, params, rng, out_target):
+    """``adaptive`` with the common signature: runs ``reference.adaptive_reference_core``."""
+    _adaptive_call(reference.adaptive_reference_core, t, net, state, obs, params, out_target)
+
 
 _REGISTRY: dict[str, Policy] = {
     p.name: p
@@ -117,6 +154,14 @@ _REGISTRY: dict[str, Policy] = {
             False,
             "random phase with probability p_switch, any state: exercises controller safety",
         ),
+        Policy(
+            "adaptive",
+            adaptive_kernel,
+            adaptive_reference,
+            AdaptiveParam,
+            True,
+            "look-ahead schedule: extend while the delay saved beats the delay imposed; plans to neighbours",
+        ),
     )
 }
 
@@ -143,7 +188,7 @@ def _check(pol: Policy, net: PolicyNet, state: JunctionState, obs: Observations,
         if a.shape != (n_j,):
             raise ValueError(f"JunctionState arrays must have length {n_j}")
     n_l = net.lane_length.shape[0]
-    for a in obs:
+    for a in obs[:4]:
         if a.shape != (n_l,):
             raise ValueError(f"Observations arrays must have length n_lanes={n_l}")
 

@@ -122,6 +122,43 @@ class Observations(NamedTuple):
     presence: np.ndarray
 
 
+class FusedObservations(NamedTuple):
+    """A superset of :class:`Observations` from sensor fusion (``engine/fusion.py``): the first four
+    fields have the same meaning, so every policy accepts it; the adaptive policy reads the rest.
+
+    rate       float64[n_lanes]         arrival rate, veh/s
+    wait       float64[n_lanes]         seconds the lane has had a standing queue (0 if none)
+    space      float64[n_lanes]         free storage on the lane, vehicles (may be < 0 when over-full)
+    profile    float64[n_lanes, H]      vehicles predicted to reach the stop line k..k+1 s from now, not queued
+    plan_rem   float64[n_junctions]     OUT (adaptive): predicted remaining green of the current phase, s
+    plan_next  int32[n_junctions]       OUT (adaptive): predicted next phase (global index) or -1
+    mov_flow   float64[n_movements]     OUT (adaptive): predicted outflow of each movement while its green lasts, veh/s
+    """
+
+    queue: np.ndarray
+    count: np.ndarray
+    gap: np.ndarray
+    presence: np.ndarray
+    rate: np.ndarray
+    wait: np.ndarray
+    space: np.ndarray
+    profile: np.ndarray
+    plan_rem: np.ndarray
+    plan_next: np.ndarray
+    mov_flow: np.ndarray
+
+
+def make_fused_observations(queue, count, gap, presence, rate, wait, space, profile, n_junctions, n_movements):
+    """FusedObservations with the documented dtypes; the plan arrays are fresh outputs."""
+    f = [np.ascontiguousarray(a, dtype=np.float64) for a in (queue, count, gap, presence, rate, wait, space)]
+    prof = np.ascontiguousarray(profile, dtype=np.float64)
+    if prof.ndim != 2 or prof.shape[0] != f[0].shape[0] or prof.shape[1] < 1:
+        raise ValueError("profile must be float64[n_lanes, H >= 1]")
+    return FusedObservations(
+        *f, prof, np.zeros(n_junctions), np.full(n_junctions, -1, dtype=np.int32), np.zeros(n_movements)
+    )
+
+
 _NET_DTYPES = {
     "jn_phase_ptr": np.int32,
     "phase_mov_ptr": np.int32,
@@ -188,6 +225,20 @@ class MaxPressureParam(IntEnum):
     HYSTERESIS = 1  # switch only if pressure[best] > pressure[cur] + this (default 0.0)
 
 
+class AdaptiveParam(IntEnum):
+    """Parameters of ``adaptive`` (docs/adaptive.md); one frozen set for every map."""
+
+    SAT_HEADWAY = 0  # s per vehicle and lane when a queue discharges (default 2.0)
+    LOST_TIME = 1  # s lost per phase change, yellow + all-red (default 4.0)
+    EXT_HORIZON = 2  # s, longest extension window looked at (default 10)
+    KAPPA = 3  # weight of the delay imposed on other phases against the delay saved (default 1.0)
+    SCORE_HORIZON = 4  # s of predicted arrivals counted in a phase's demand (default 10)
+    AGE_WEIGHT = 5  # vehicles per second of head-of-queue wait added to a phase's demand (default 0.05)
+    MAX_WAIT = 6  # s; a queue waiting this long forces a switch after min green (default 120)
+    STALL_GAP = 7  # s; a served lane with a queue but no crossing for this long is stalled (default 5)
+    RING = 8  # >= 0.5: the next phase is the first in ring order with demand; else the largest demand
+
+
 class RandomParam(IntEnum):
     P_SWITCH = 0  # probability per tick and junction of proposing a random phase (default 0.3)
 
@@ -202,6 +253,7 @@ PARAM_ENUMS: dict[str, type[IntEnum]] = {
     "actuated": ActuatedParam,
     "maxpressure": MaxPressureParam,
     "random": RandomParam,
+    "adaptive": AdaptiveParam,
 }
 
 
@@ -218,6 +270,20 @@ DEFAULT_PARAMS: dict[str, np.ndarray] = {
     "actuated": _defaults(ActuatedParam, {"GAP_THRESHOLD": 3.0}),
     "maxpressure": _defaults(MaxPressureParam, {"WEIGHT": WEIGHT_COUNT, "HYSTERESIS": 0.0}),
     "random": _defaults(RandomParam, {"P_SWITCH": 0.3}),
+    "adaptive": _defaults(
+        AdaptiveParam,
+        {
+            "SAT_HEADWAY": 2.0,
+            "LOST_TIME": 4.0,
+            "EXT_HORIZON": 10.0,
+            "KAPPA": 1.0,
+            "SCORE_HORIZON": 10.0,
+            "AGE_WEIGHT": 0.05,
+            "MAX_WAIT": 120.0,
+            "STALL_GAP": 5.0,
+            "RING": 1.0,
+        },
+    ),
 }
 
 

@@ -19,6 +19,7 @@ from .base import (
     WEIGHT_QUEUE,
     XORSHIFT_MULT,
     ActuatedParam,
+    AdaptiveParam,
     MaxPressureParam,
     RandomParam,
 )
@@ -274,3 +275,186 @@ def random_kernel(t, net, state, obs, params, rng, out_target):
             k = ((r >> _U32) * np.uint64(n)) >> _U32
             out_target[j] = np.int64(ptr[j]) + np.int64(k)
         rng[j] = x
+
+
+# -- adaptive (docs/adaptive.md) -------------------------------------------------------------------
+
+_AD_SAT = int(AdaptiveParam.SAT_HEADWAY)
+_AD_LOST = int(AdaptiveParam.LOST_TIME)
+_AD_EXT = int(AdaptiveParam.EXT_HORIZON)
+_AD_KAPPA = int(AdaptiveParam.KAPPA)
+_AD_SCORE_H = int(AdaptiveParam.SCORE_HORIZON)
+_AD_AGE = int(AdaptiveParam.AGE_WEIGHT)
+_AD_MAXW = int(AdaptiveParam.MAX_WAIT)
+_AD_STALL = int(AdaptiveParam.STALL_GAP)
+_AD_RING = int(AdaptiveParam.RING)
+
+
+@njit(cache=True, inline="always")
+def _first_in_phase(net, a, k):
+    """True when the lane of phase_mov_idx[k] does not occur earlier in phase_mov_idx[a:k]."""
+    lane = net.mov_in_lane[net.phase_mov_idx[k]]
+    for k2 in range(a, k):
+        if net.mov_in_lane[net.phase_mov_idx[k2]] == lane:
+            return False
+    return True
+
+
+@njit(cache=True, inline="always")
+def _lane_open(net, space, p, lane):
+    """Some movement of phase p from ``lane`` can move: no downstream lane, or it has space >= 1."""
+    for k in range(net.phase_mov_ptr[p], net.phase_mov_ptr[p + 1]):
+        mv = net.phase_mov_idx[k]
+        if net.mov_in_lane[mv] == lane:
+            out = net.mov_out_lane[mv]
+            if out < 0 or space[out] >= 1.0:
+                return True
+    return False
+
+
+@njit(cache=True)
+def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params, out_target, plan_rem, plan_next, mov_flow):
+    """Look-ahead adaptive control (docs/adaptive.md). Per junction j in green (online, valid phase):
+
+    cum[l, k] = predicted arrivals on lane l within k s (sum of profile[l, 0:k]).
+    demand(p) = sum over p's distinct open lanes l (first occurrence in p's movement order) of
+    queue[l] + cum[l, ceil(SCORE_HORIZON)] + AGE_WEIGHT * wait[l]; a lane is open in p when one of
+    its movements in p has no downstream lane or space[out] >= 1.
+    best = the phase != cur with the largest demand > 0 (ties: ring order from cur), or with RING >= 0.5
+    the first phase after cur in ring order with demand > 0; none: -1.
+    Decision (HOLD unless stated): since < phase_min[cur]: HOLD. best == -1: HOLD. since >=
+    phase_max[cur] or some lane of j not served by cur waits >= MAX_WAIT: best. Otherwise, with
+    R = LOST_TIME + sum over the phases p != cur with demand > 0 (ring order) of LOST_TIME +
+    min(max(phase_min[p], SAT_HEADWAY * max queue of p's open lanes), max(phase_max[p], phase_min[p]))
+    (the time until cur would be served again), Q_o / A_o(e) the queues / arrivals within e s on j's lanes
+    not served by cur, B(e) = sum over cur's distinct open, moving lanes of min(queue + cum[l, e], e / SAT_HEADWAY)
+    (a lane is stalled, not moving, when queue > 0, gap >= STALL_GAP and since >= STALL_GAP):
+    extend (HOLD) if for some e in 1..min(EXT_HORIZON, phase_max[cur] - since) B(e) > 0 and
+    B(e) * R > KAPPA * e * (Q_o + A_o(e) / 2); else best.
+    Plan outputs: plan_next[j] = target if one, else best; plan_rem[j] = 0 if a target, else
+    clamp(max(phase_min - since, SAT * max queue of cur's open lanes), 0, max(phase_max - since, 0));
+    mov_flow of cur's movements from open lanes, while plan_rem > 0: (1/SAT if queue > 0 else
+    min(rate, 1/SAT)) / (number of cur's movements from that lane). Everything else 0 / -1."""
+    sat = max(params[_AD_SAT], 0.1)
+    lost = params[_AD_LOST]
+    n_ext = int(max(params[_AD_EXT], 0.0))
+    kappa = params[_AD_KAPPA]
+    n_score = int(np.ceil(max(params[_AD_SCORE_H], 0.0)))
+    age_w = params[_AD_AGE]
+    max_wait = params[_AD_MAXW]
+    stall = params[_AD_STALL]
+    ring = params[_AD_RING] >= 0.5
+    ptr = net.jn_phase_ptr
+    n_l = queue.shape[0]
+    H = profile.shape[1]
+    K = max(n_ext, n_score)
+    cum = np.zeros((n_l, K + 1))
+    for lane in range(n_l):
+        for k in range(1, K + 1):
+            if k <= H:
+                cum[lane, k] = cum[lane, k - 1] + profile[lane, k - 1]
+            else:
+                cum[lane, k] = cum[lane, k - 1]
+    mark = np.full(n_l, -1, dtype=np.int64)
+    ao = np.zeros(K + 1)
+    order = np.empty(max(_max_phases(ptr), 1), dtype=np.int64)
+    mov_flow[:] = 0.0
+    for j in range(ptr.shape[0] - 1):
+        out_target[j] = HOLD
+        plan_rem[j] = 0.0
+        plan_next[j] = -1
+        cur = _green_cur(state, ptr, j)
+        if cur < 0:
+            continue
+        lo = np.int64(ptr[j])
+        hi = np.int64(ptr[j + 1])
+        since = state.since[j]
+        n = _ring_order(net, lo, hi, cur, order)
+        # best other phase by demand
+        best = np.int64(-1)
+        bscore = 0.0
+        r = lost  # time until cur is served again: the other phases with demand, each with its lost time
+        for i in range(1, n):
+            p = order[i]
+            a = net.phase_mov_ptr[p]
+            s = 0.0
+            qmax_p = 0.0
+            for k in range(a, net.phase_mov_ptr[p + 1]):
+                if not _first_in_phase(net, a, k):
+                    continue
+                lane = net.mov_in_lane[net.phase_mov_idx[k]]
+                if _lane_open(net, space, p, lane):
+                    s += queue[lane] + cum[lane, n_score] + age_w * wait[lane]
+                    qmax_p = max(qmax_p, queue[lane])
+            if s > 0.0:
+                r += lost + min(max(net.phase_min[p], sat * qmax_p), max(net.phase_max[p], net.phase_min[p]))
+            if s > bscore and not (ring and best >= 0):
+                best = p
+                bscore = s
+        # cur's lanes, and the other lanes of j
+        a_c = net.phase_mov_ptr[cur]
+        b_c = net.phase_mov_ptr[cur + 1]
+        qmax_c = 0.0
+        for k in range(a_c, b_c):
+            lane = net.mov_in_lane[net.phase_mov_idx[k]]
+            mark[lane] = 2 * j
+            if _lane_open(net, space, cur, lane):
+                qmax_c = max(qmax_c, queue[lane])
+        q_o = 0.0
+        wait_o = 0.0
+        ao[:] = 0.0
+        for p in range(lo, hi):
+            if p == cur:
+                continue
+            for k in range(net.phase_mov_ptr[p], net.phase_mov_ptr[p + 1]):
+                lane = net.mov_in_lane[net.phase_mov_idx[k]]
+                if mark[lane] == 2 * j or mark[lane] == 2 * j + 1:
+                    continue
+                mark[lane] = 2 * j + 1
+                q_o += queue[lane]
+                wait_o = max(wait_o, wait[lane])
+                for e in range(K + 1):
+                    ao[e] += cum[lane, e]
+        target = np.int64(HOLD)
+        if since >= net.phase_min[cur] and best >= 0:
+            if since >= net.phase_max[cur] or wait_o >= max_wait:
+                target = best
+            else:
+                e_max = min(n_ext, int(np.floor(net.phase_max[cur] - since)))
+                extend = False
+                for e in range(1, e_max + 1):
+                    b = 0.0
+                    for k in range(a_c, b_c):
+                        if not _first_in_phase(net, a_c, k):
+                            continue
+                        lane = net.mov_in_lane[net.phase_mov_idx[k]]
+                        if queue[lane] > 0.0 and gap[lane] >= stall and since >= stall:
+                            continue
+                        if _lane_open(net, space, cur, lane):
+                            b += min(queue[lane] + cum[lane, e], e / sat)
+                    if b > 0.0 and b * r > kappa * e * (q_o + 0.5 * ao[e]):
+                        extend = True
+                        break
+                if not extend:
+                    target = best
+        out_target[j] = target
+        if target >= 0:
+            plan_next[j] = target
+            continue
+        plan_next[j] = best
+        rem = max(net.phase_min[cur] - since, sat * qmax_c)
+        rem = min(rem, max(net.phase_max[cur] - since, 0.0))
+        rem = max(rem, 0.0)
+        plan_rem[j] = rem
+        if rem > 0.0:
+            for k in range(a_c, b_c):
+                mv = net.phase_mov_idx[k]
+                lane = net.mov_in_lane[mv]
+                if not _lane_open(net, space, cur, lane):
+                    continue
+                share = 0
+                for k2 in range(a_c, b_c):
+                    if net.mov_in_lane[net.phase_mov_idx[k2]] == lane:
+                        share += 1
+                f = 1.0 / sat if queue[lane] > 0.0 else min(rate[lane], 1.0 / sat)
+                mov_flow[mv] = f / share

@@ -183,3 +183,143 @@ def random_reference(t, net, state, obs, params, rng, out_target) -> None:
             x, r = _xorshift64star(x)
             out_target[j] = mine[((r >> 32) * len(mine)) >> 32]
         rng[j] = x
+
+
+# -- adaptive ------------------------------------------------------------------------------------------
+
+
+def _distinct_lanes(net, p) -> list[int]:
+    """p's incoming lanes, each once, in order of first occurrence in p's movements."""
+    seen: list[int] = []
+    for lane in _served_lanes(net, p):
+        if lane not in seen:
+            seen.append(lane)
+    return seen
+
+
+def _open(net, space, p, lane) -> bool:
+    for m in _movements(net, p):
+        if int(net.mov_in_lane[m]) == lane:
+            out = int(net.mov_out_lane[m])
+            if out < 0 or float(space[out]) >= 1.0:
+                return True
+    return False
+
+
+def _arrivals(profile, lane, k) -> float:
+    """Predicted arrivals on lane within k s: profile bins 0..k-1, summed left to right."""
+    s = 0.0
+    for b in range(min(k, profile.shape[1])):
+        s += float(profile[lane, b])
+    return s
+
+
+def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profile, params, out_target, plan_rem, plan_next, mov_flow):
+    from .base import AdaptiveParam as A
+
+    sat = max(float(params[A.SAT_HEADWAY]), 0.1)
+    lost = float(params[A.LOST_TIME])
+    n_ext = int(max(float(params[A.EXT_HORIZON]), 0.0))
+    kappa = float(params[A.KAPPA])
+    n_score = int(math.ceil(max(float(params[A.SCORE_HORIZON]), 0.0)))
+    age_w = float(params[A.AGE_WEIGHT])
+    max_wait = float(params[A.MAX_WAIT])
+    stall = float(params[A.STALL_GAP])
+    ring = float(params[A.RING]) >= 0.5
+    for m in range(len(mov_flow)):
+        mov_flow[m] = 0.0
+    for j in range(len(net.jn_phase_ptr) - 1):
+        out_target[j] = HOLD
+        plan_rem[j] = 0.0
+        plan_next[j] = -1
+        cur = _commandable_phase(state, net, j)
+        if cur is None:
+            continue
+        since = float(state.since[j])
+        order = ring_order(net, j, cur)
+
+        def demand(p):
+            s = 0.0
+            for lane in _distinct_lanes(net, p):
+                if _open(net, space, p, lane):
+                    s += float(queue[lane]) + _arrivals(profile, lane, n_score) + age_w * float(wait[lane])
+            return s
+
+        def green_needed(p):
+            qs = [float(queue[lane]) for lane in _distinct_lanes(net, p) if _open(net, space, p, lane)]
+            pmin, pmax = float(net.phase_min[p]), float(net.phase_max[p])
+            return min(max(pmin, sat * max(qs + [0.0])), max(pmax, pmin))
+
+        best, bscore = -1, 0.0
+        if ring:  # first phase in ring order with demand
+            for p in order[1:]:
+                if demand(p) > 0.0:
+                    best = p
+                    break
+        else:
+            for p in order[1:]:
+                s = demand(p)
+                if s > bscore:
+                    best, bscore = p, s
+        # until cur is served again: every other phase with demand, each after its lost time
+        r = lost
+        for p in order[1:]:
+            if demand(p) > 0.0:
+                r += lost + green_needed(p)
+        cur_lanes = set(_served_lanes(net, cur))
+        open_cur = [lane for lane in _distinct_lanes(net, cur) if _open(net, space, cur, lane)]
+        other_lanes: list[int] = []
+        for p in _phases(net, j):
+            if p == cur:
+                continue
+            for lane in _served_lanes(net, p):
+                if lane not in cur_lanes and lane not in other_lanes:
+                    other_lanes.append(lane)
+        q_o = 0.0
+        for lane in other_lanes:
+            q_o += float(queue[lane])
+        wait_o = max([float(wait[lane]) for lane in other_lanes], default=0.0)
+        wait_o = max(wait_o, 0.0)
+
+        def a_o(e):
+            s = 0.0
+            for lane in other_lanes:
+                s += _arrivals(profile, lane, e)
+            return s
+
+        target = HOLD
+        if since >= float(net.phase_min[cur]) and best >= 0:
+            if since >= float(net.phase_max[cur]) or wait_o >= max_wait:
+                target = best
+            else:
+                e_max = min(n_ext, int(math.floor(float(net.phase_max[cur]) - since)))
+                extend = False
+                for e in range(1, e_max + 1):
+                    b = 0.0
+                    for lane in open_cur:
+                        if float(queue[lane]) > 0.0 and float(gap[lane]) >= stall and since >= stall:
+                            continue  # queue not discharging
+                        b += min(float(queue[lane]) + _arrivals(profile, lane, e), e / sat)
+                    if b > 0.0 and b * r > kappa * e * (q_o + 0.5 * a_o(e)):
+                        extend = True
+                        break
+                if not extend:
+                    target = best
+        out_target[j] = target
+        if target != HOLD:
+            plan_next[j] = target
+            continue
+        plan_next[j] = best
+        qmax_c = max([float(queue[lane]) for lane in open_cur], default=0.0)
+        qmax_c = max(qmax_c, 0.0)
+        rem = max(float(net.phase_min[cur]) - since, sat * qmax_c)
+        rem = max(min(rem, max(float(net.phase_max[cur]) - since, 0.0)), 0.0)
+        plan_rem[j] = rem
+        if rem > 0.0:
+            served = _served_lanes(net, cur)
+            for m in _movements(net, cur):
+                lane = int(net.mov_in_lane[m])
+                if lane not in open_cur:
+                    continue
+                f = 1.0 / sat if float(queue[lane]) > 0.0 else min(float(rate[lane]), 1.0 / sat)
+                mov_flow[m] = f / served.count(lane)

@@ -395,28 +395,35 @@ def test_fallback_after_engine_goes_quiet(rig):
 
 
 @pytest.mark.parametrize("how", ["commands", "heartbeats"])
-def test_engine_back_resumes_only_at_start_of_a_green(rig, how):
+@pytest.mark.parametrize("back_at", [20, 36, 40])
+def test_engine_back_resumes_at_a_phase_boundary(rig, how, back_at):
+    """Back under engine control within a few seconds of the engine's return, but only in a green
+    that has run its minimum or that has just begun: never in yellow or all-red, never cutting a green."""
     spec = rig.spec
-    modes = []
+    modes, intervals = [], []
     for t in range(120):
-        if t >= 20:
+        if t >= back_at:
             if how == "commands":
                 rig.command(rig.cmd("hold", -1, issued_at=float(t)))
             else:
                 rig.heartbeat(t)
         rig.tick(float(t))
         modes.append(rig.ctrl.mode)
+        intervals.append(rig.ctrl.timer.interval)
     assert modes[5] == "local"
     back = modes.index("engine", 5)
-    # local plan: phase 0 green 0..33, yellow 34..37, phase 1 green from 38: the engine takes over
-    # when that green begins, not before (not during phase 0's green, nor during the yellow)
-    g1 = spec.green_states[1]
-    first_g1 = rig.shown.index(g1)
-    assert first_g1 == 38
-    assert back in (first_g1, first_g1 + 1), (back, first_g1)
+    # local plan: phase 0 green 0..33, yellow 34..37, phase 1 green from 38
+    assert intervals[back] == "green"
+    assert back - back_at <= 6, (back, back_at)  # well within the 10 s the engine may wait after a restart
+    if back_at == 36:  # the engine came back during the yellow: the controller waits for the next green
+        assert back == 38
     assert all(x == "engine" for x in modes[back:])
-    # the engine holds: phase 1 stays green past the plan's 10 s, up to the max green (60 s)
-    assert rig.shown[first_g1 : first_g1 + 60] == [g1] * 60
+    # the engine holds: the green that was running stays green up to the max green (60 s)
+    g = rig.shown[back]
+    end = back + 1
+    while end < len(rig.shown) and rig.shown[end] == g:
+        end += 1
+    assert end - back >= 20
     assert rig.ctrl.counters.fallbacks == 1
     rig.assert_safe()
 

@@ -559,7 +559,7 @@ def test_random_junction_without_phases_holds_and_does_not_draw():
 
 
 def test_registry():
-    assert POLICIES == ("fixed", "actuated", "maxpressure", "random")
+    assert POLICIES == ("fixed", "actuated", "maxpressure", "random", "adaptive")
     for name in POLICIES:
         pol = get_policy(name)
         assert pol.name == name and callable(pol.kernel) and callable(pol.reference)

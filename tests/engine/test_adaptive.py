@@ -1,0 +1,213 @@
+"""The adaptive policy: numba kernel == NumPy/Python reference, and its behaviour (docs/adaptive.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_policies import hand_net, scenario
+
+from engine.policies import (
+    DEFAULT_PARAMS,
+    HOLD,
+    INTERVAL_GREEN,
+    AdaptiveParam,
+    get_policy,
+    make_fused_observations,
+    make_policy_net,
+    make_state,
+    new_target,
+    seed_rng,
+)
+
+HYP = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+POL = get_policy("adaptive")
+
+
+def fused(n_lanes, n_j, n_mov, queue=None, gap=None, profile=None, wait=None, space=None, rate=None, H=20):
+    def arr(d, default):
+        a = np.full(n_lanes, float(default))
+        for k, v in (d or {}).items():
+            a[k] = v
+        return a
+
+    prof = np.zeros((n_lanes, H))
+    for lane, bins in (profile or {}).items():
+        for k, v in bins.items():
+            prof[lane, k] = v
+    q = arr(queue, 0.0)
+    return make_fused_observations(q, q.copy(), arr(gap, 1e6), np.zeros(n_lanes), arr(rate, 0.0), arr(wait, 0.0),
+                                   arr(space, 50.0), prof, n_j, n_mov)
+
+
+def both(net, state, obs, params=None):
+    params = POL.default_params() if params is None else params
+    n_j = len(net.jn_phase_ptr) - 1
+    outs = []
+    for fn in (POL.kernel, POL.reference):
+        o = obs._replace(plan_rem=np.full(n_j, -7.0), plan_next=np.full(n_j, 99, np.int32),
+                         mov_flow=np.full(net.mov_in_lane.shape[0], -7.0))
+        out = np.full(n_j, 12345, np.int32)
+        fn(0.0, net, state, o, params, seed_rng(1, n_j), out)
+        outs.append((out, o.plan_rem, o.plan_next, o.mov_flow))
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+    return outs[0]
+
+
+VALS = [0.0, 0.0, 0.0, 0.5, 1.0, 2.0, 3.0, 7.0]
+
+
+@st.composite
+def fused_scenario(draw):
+    net, state, obs = draw(scenario())
+    n_l = len(net.lane_length)
+    n_j = len(net.jn_phase_ptr) - 1
+    H = draw(st.integers(1, 12))
+
+    def lane_vals(vals):
+        return np.array(draw(st.lists(st.sampled_from(vals), min_size=n_l, max_size=n_l)), dtype=np.float64)
+
+    prof = np.array(
+        draw(st.lists(st.sampled_from([0.0, 0.0, 0.0, 0.25, 1.0, 2.0]), min_size=n_l * H, max_size=n_l * H))
+    ).reshape(n_l, H)
+    fo = make_fused_observations(obs.queue, obs.count, obs.gap, obs.presence, lane_vals([0.0, 0.1, 0.5, 1.0]),
+                                 lane_vals([0.0, 0.0, 10.0, 130.0]), lane_vals([-2.0, 0.0, 0.5, 1.0, 30.0]), prof,
+                                 n_j, net.mov_in_lane.shape[0])
+    return net, state, fo
+
+
+@HYP
+@given(
+    sc=fused_scenario(),
+    sat=st.sampled_from([2.0, 0.05, 1.5]),
+    kappa=st.sampled_from([1.0, 0.0, 3.0]),
+    ext=st.sampled_from([10.0, 0.0, 3.5, 40.0]),
+    score_h=st.sampled_from([10.0, 0.0, 2.5]),
+    ring=st.sampled_from([0.0, 1.0]),
+    max_wait=st.sampled_from([120.0, 5.0]),
+    stall=st.sampled_from([5.0, 0.0, 1e9]),
+)
+def test_kernel_matches_reference(sc, sat, kappa, ext, score_h, ring, max_wait, stall):
+    net, state, obs = sc
+    params = POL.params(SAT_HEADWAY=sat, KAPPA=kappa, EXT_HORIZON=ext, SCORE_HORIZON=score_h, RING=ring,
+                        MAX_WAIT=max_wait, STALL_GAP=stall)
+    out, *_ = both(net, state, obs, params)
+    for j, tgt in enumerate(out):  # the rules of base.py
+        if tgt == HOLD:
+            continue
+        assert state.online[j] and state.interval[j] == INTERVAL_GREEN
+        assert net.jn_phase_ptr[j] <= tgt < net.jn_phase_ptr[j + 1]
+        assert tgt != state.cur_phase[j]
+        assert state.since[j] >= net.phase_min[state.cur_phase[j]]
+
+
+@HYP
+@given(sc=scenario())
+def test_kernel_matches_reference_on_plain_observations(sc):
+    net, state, obs = sc
+    n_j = len(net.jn_phase_ptr) - 1
+    outs = []
+    for fn in (POL.kernel, POL.reference):
+        out = new_target(n_j)
+        fn(0.0, net, state, obs, POL.default_params(), seed_rng(0, n_j), out)
+        outs.append(out)
+    np.testing.assert_array_equal(*outs)
+
+
+def test_hand_net_grid():
+    net = hand_net()
+    rs = np.random.default_rng(3)
+    for _ in range(300):
+        state = make_state([int(rs.integers(0, 4)), int(rs.integers(4, 6))], rs.choice([0, 0, 1], 2),
+                           rs.choice([0.0, 5.0, 7.0, 12.0, 30.0, 45.0], 2), rs.random(2) < 0.9)
+        obs = make_fused_observations(rs.integers(0, 5, 9), rs.integers(0, 5, 9), rs.choice([0.5, 3.0, 9.0], 9),
+                                      np.zeros(9), rs.random(9) * 0.3, rs.choice([0.0, 20.0, 150.0], 9),
+                                      rs.choice([0.0, 5.0, 40.0], 9), rs.random((9, 15)) * (rs.random((9, 15)) < 0.2),
+                                      2, 11)
+        both(net, state, obs)
+
+
+# -- behaviour on a plain 2-phase junction: lane 0 served by phase 0, lane 1 by phase 1 ----------------
+
+
+def two_phase():
+    return make_policy_net(
+        jn_phase_ptr=[0, 2], phase_mov_ptr=[0, 1, 2], phase_mov_idx=[0, 1], mov_in_lane=[0, 1],
+        mov_out_lane=[-1, -1], phase_min=[5.0, 5.0], phase_max=[60.0, 60.0], phase_fixed=[30.0, 30.0],
+        phase_next=[1, 0], lane_length=[200.0, 200.0],
+    )
+
+
+def green(phase, since):
+    return make_state([phase], [INTERVAL_GREEN], [since], [True])
+
+
+def test_defaults_are_the_frozen_set():
+    p = DEFAULT_PARAMS["adaptive"]
+    assert p[AdaptiveParam.SAT_HEADWAY] == 2.0 and p[AdaptiveParam.LOST_TIME] == 4.0
+    assert p[AdaptiveParam.RING] == 1.0 and len(p) == len(AdaptiveParam)
+
+
+def test_never_switches_before_min_green():
+    net = two_phase()
+    obs = fused(2, 1, 2, queue={1: 30.0}, wait={1: 500.0})
+    for since in (0.0, 2.0, 4.999):
+        out, *_ = both(net, green(0, since), obs)
+        assert out[0] == HOLD
+    out, *_ = both(net, green(0, 5.0), obs)
+    assert out[0] == 1
+
+
+def test_extends_while_a_platoon_arrives():
+    net = two_phase()
+    platoon = {0: {1: 2.0, 2: 2.0, 3: 1.0}}  # five vehicles reach the stop line within 4 s
+    obs = fused(2, 1, 2, queue={1: 2.0}, profile=platoon, gap={0: 1.0})
+    out, rem, nxt, flow = both(net, green(0, 12.0), obs)
+    assert out[0] == HOLD
+    assert nxt[0] == 1 and flow[0] == 0.0  # no queue: flow = rate (0) while green
+    # the same green without the platoon: the waiting vehicles get the green
+    out, *_ = both(net, green(0, 12.0), fused(2, 1, 2, queue={1: 2.0}, gap={0: 1.0}))
+    assert out[0] == 1
+
+
+def test_switches_to_the_queue_when_the_approach_is_empty():
+    net = two_phase()
+    out, *_ = both(net, green(0, 6.0), fused(2, 1, 2, queue={1: 3.0}))
+    assert out[0] == 1
+    out, *_ = both(net, green(1, 6.0), fused(2, 1, 2, queue={0: 1.0}))
+    assert out[0] == 0
+
+
+def test_rests_in_green_without_demand_elsewhere_and_serves_a_discharging_queue():
+    net = two_phase()
+    out, *_ = both(net, green(0, 100.0), fused(2, 1, 2))  # nothing anywhere, even past max: rest
+    assert out[0] == HOLD
+    obs = fused(2, 1, 2, queue={0: 8.0, 1: 3.0}, gap={0: 1.0})
+    out, rem, nxt, flow = both(net, green(0, 10.0), obs)
+    assert out[0] == HOLD and rem[0] == 16.0 and flow[0] == 0.5  # 8 vehicles at 2 s each; 1/SAT veh/s
+    # the same queue, not discharging (no crossing for STALL_GAP): no reason to hold it
+    out, *_ = both(net, green(0, 10.0), fused(2, 1, 2, queue={0: 8.0, 1: 3.0}, gap={0: 9.0}))
+    assert out[0] == 1
+
+
+def test_max_green_and_max_wait_force_a_switch():
+    net = two_phase()
+    obs = fused(2, 1, 2, queue={0: 8.0, 1: 1.0}, gap={0: 1.0})
+    assert both(net, green(0, 59.0), obs)[0][0] == HOLD
+    assert both(net, green(0, 60.0), obs)[0][0] == 1
+    obs = fused(2, 1, 2, queue={0: 8.0, 1: 1.0}, gap={0: 1.0}, wait={1: 121.0})
+    assert both(net, green(0, 10.0), obs)[0][0] == 1
+
+
+def test_blocked_downstream_is_not_served():
+    net = make_policy_net(
+        jn_phase_ptr=[0, 3], phase_mov_ptr=[0, 1, 2, 3], phase_mov_idx=[0, 1, 2], mov_in_lane=[0, 1, 2],
+        mov_out_lane=[-1, 3, -1], phase_min=[5.0] * 3, phase_max=[60.0] * 3, phase_fixed=[30.0] * 3,
+        phase_next=[1, 2, 0], lane_length=[200.0] * 4,
+    )
+    obs = fused(4, 1, 3, queue={1: 5.0, 2: 1.0}, space={3: 0.5})
+    out, *_ = both(net, green(0, 8.0), obs)
+    assert out[0] == 2  # phase 1 feeds a full lane: skipped
+    obs = fused(4, 1, 3, queue={1: 5.0, 2: 1.0}, space={3: 10.0})
+    assert both(net, green(0, 8.0), obs)[0][0] == 1

@@ -1,0 +1,193 @@
+"""Sensor fusion (engine/fusion.py): estimates from synthetic detector streams, health states, degradation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import messages as m
+from engine.fusion import DEAD, OK, STALE, STUCK, Fusion
+from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE, Network
+from engine.policies import FusedObservations
+
+N_LANES = 2
+ADV = 40.0
+CAM = 100.0
+SPEED = 13.89
+
+
+def small_net() -> Network:
+    ids, lanes, kinds, pos, length = [], [], [], [], []
+    for lane in range(N_LANES):
+        for prefix, kind, p, ln in (("sl", DET_STOPLINE, 1.0, 0.0), ("adv", DET_ADVANCE, ADV, 0.0),
+                                    ("cam", DET_AREA, CAM, CAM)):
+            ids.append(f"lintas_{prefix}_L{lane}")
+            lanes.append(lane)
+            kinds.append(kind)
+            pos.append(p)
+            length.append(ln)
+    z = np.zeros(0, np.int32)
+    return Network(
+        name="t", junctions=[], lane_ids=[f"L{i}" for i in range(N_LANES)],
+        lane_junction=np.zeros(N_LANES, np.int32), lane_length=np.full(N_LANES, 300.0),
+        lane_speed=np.full(N_LANES, SPEED), mov_junction=z, mov_link=z, mov_in_lane=z, mov_out_lane=z,
+        mov_out_lane_id=[], jn_phase_ptr=np.zeros(1, np.int32), phase_mov_ptr=np.zeros(1, np.int32),
+        phase_mov_idx=z, phase_min=np.zeros(0), phase_max=np.zeros(0), phase_fixed=np.zeros(0),
+        phase_next=z, phase_yellow=np.zeros(0), phase_allred=np.zeros(0), det_ids=ids,
+        det_lane=np.array(lanes, np.int32), det_kind=np.array(kinds, np.int8), det_pos=np.array(pos),
+        det_length=np.array(length),
+    )
+
+
+class Lane:
+    """A point-queue approach: arrivals cross the advance loop, reach the stop line ADV/v later, queue
+    on red, discharge one vehicle per 2 s on green (cycle: 30 s red, 30 s green)."""
+
+    def __init__(self, rate, seed):
+        self.rs = np.random.default_rng(seed)
+        self.rate = rate
+        self.en_route: list[float] = []
+        self.queue = 0
+        self.next_dep = 0.0
+
+    def step(self, t):
+        adv_n = int(self.rs.random() < self.rate)
+        if adv_n:
+            self.en_route.append(t + ADV / (0.8 * SPEED))
+        green = (t % 60) >= 30
+        arrived = [x for x in self.en_route if x <= t]
+        self.en_route = [x for x in self.en_route if x > t]
+        sl_n = 0
+        for _ in arrived:
+            if green and self.queue == 0 and t >= self.next_dep:
+                sl_n += 1
+                self.next_dep = t + 2.0
+            else:
+                self.queue += 1
+        if green and self.queue > 0 and t >= self.next_dep:
+            self.queue -= 1
+            sl_n += 1
+            self.next_dep = t + 2.0
+        sl_occ = 1.0 if (self.queue > 0 and not green) else (0.3 if sl_n else 0.0)
+        adv_occ = 1.0 if (self.queue * 7.5 > ADV and not green) else (0.2 if adv_n else 0.0)
+        cam_n = self.queue + len(self.en_route)
+        return (sl_n, sl_occ), (adv_n, adv_occ), (cam_n, min(cam_n * 7.5 / CAM, 1.0), self.queue)
+
+
+def stream(seconds, drop=lambda det, t: False, override=None, rates=(0.25, 0.15)):
+    """Yield (t, batch, true queues) for a synthetic run; ``drop`` removes readings, ``override``
+    replaces them (det id, t) -> (count, occ, halting)."""
+    lanes = [Lane(r, i) for i, r in enumerate(rates)]
+    for t in range(seconds):
+        readings = []
+        truth = []
+        for i, ln in enumerate(lanes):
+            (sn, so), (an, ao), (cn, co, ch) = ln.step(float(t))
+            truth.append(ln.queue)
+            for did, vals in ((f"lintas_sl_L{i}", (sn, so, 0)), (f"lintas_adv_L{i}", (an, ao, 0)),
+                              (f"lintas_cam_L{i}", (cn, co, ch))):
+                if drop(did, t):
+                    continue
+                if override is not None and override(did, t) is not None:
+                    vals = override(did, t)
+                readings.append(m.DetectorReading(did, int(vals[0]), float(vals[1]), int(vals[2])))
+        yield float(t), m.DetectorBatch(source="test", time=float(t), readings=readings), np.array(truth, float)
+
+
+def run(seconds, **kw):
+    f = Fusion(small_net())
+    errs = []
+    obs = None
+    for t, batch, truth in stream(seconds, **kw):
+        f.update(batch)
+        obs = f.observations(t)
+        if t > 120:
+            errs.append(np.abs(obs.queue - truth))
+    return f, obs, np.mean(errs)
+
+
+def health_of(f, det_id):
+    return int(f.health[f.net.det_index[det_id]])
+
+
+def test_all_sensors_queue_is_the_camera_and_observations_are_a_superset():
+    f, obs, err = run(600)
+    assert isinstance(obs, FusedObservations)
+    assert err == 0.0
+    assert all(h == OK for h in f.health)
+    assert abs(obs.rate[0] - 0.25) < 0.12 and abs(obs.rate[1] - 0.15) < 0.1
+    s = f.health_summary()
+    assert s["ok"] == 6 and s["dead"] == 0 and s["area"]["ok"] == 2 and s["lanes_without_data"] == 0
+    assert obs.profile.shape == (N_LANES, f.cfg.horizon) and (obs.profile >= 0).all()
+    assert obs.space[0] == pytest.approx(300.0 / 7.5 - obs.queue[0])
+
+
+def test_advance_crossing_predicts_arrival_at_free_flow_eta():
+    f = Fusion(small_net())
+    f.update(m.DetectorBatch(time=0.0, readings=[m.DetectorReading("lintas_adv_L0", 1, 0.2)]
+                             + [m.DetectorReading(d, 0, 0.0) for d in f.net.det_ids if d != "lintas_adv_L0"]))
+    obs = f.observations(0.0)
+    eta = ADV / (0.8 * SPEED)  # 3.6 s
+    k = int(np.argmax(obs.profile[0]))
+    assert abs(k + 1 - eta) <= 1.0 and obs.profile[0].sum() == pytest.approx(1.0)
+    assert obs.gap[0] == 0.0 and obs.gap[1] > 1e5
+
+
+def test_cameras_gone_loops_alone_estimate_the_queue():
+    f, obs, err = run(900, drop=lambda d, t: "cam" in d)
+    assert health_of(f, "lintas_cam_L0") == DEAD and health_of(f, "lintas_sl_L0") == OK
+    assert err < 1.5  # vehicles, mean absolute error against the true queue
+    assert f.health_summary()["area"]["dead"] == 2
+
+
+def test_loops_gone_cameras_alone():
+    f, obs, err = run(600, drop=lambda d, t: "cam" not in d)
+    assert err == 0.0
+    assert health_of(f, "lintas_sl_L1") == DEAD
+    assert obs.gap[0] < 60.0  # departures seen by the camera count as crossings
+    assert obs.rate[0] > 0.05
+
+
+def test_everything_gone_places_a_standing_call():
+    f, obs, _ = run(200, drop=lambda d, t: "L1" in d)
+    assert obs.queue[1] == 1.0 and f.health_summary()["lanes_without_data"] == 1
+
+
+def test_stale_then_dead_then_recovers():
+    f = Fusion(small_net())
+    gone = (100, 150)
+    states = {}
+    for t, batch, _ in stream(200, drop=lambda d, t: d == "lintas_sl_L0" and gone[0] <= t < gone[1]):
+        f.update(batch)
+        states[int(t)] = health_of(f, "lintas_sl_L0")
+    assert states[99] == OK and states[101] == OK  # 2 s without reading: still ok
+    assert states[105] == STALE and states[125] == STALE
+    assert states[135] == DEAD and states[149] == DEAD
+    assert states[150] == OK
+
+
+def test_stuck_loop_detected_and_not_used():
+    stuck = lambda d, t: (0, 0.7, 0) if (d == "lintas_adv_L0" and t >= 100) else None  # noqa: E731
+    f, obs, err = run(500, override=stuck)
+    assert health_of(f, "lintas_adv_L0") == STUCK
+    assert health_of(f, "lintas_adv_L1") == OK and f.health_summary()["stuck"] == 1
+    assert err == 0.0  # the camera still gives the queue
+
+
+def test_loop_that_never_counts_while_the_camera_sees_traffic_is_dead():
+    zero = lambda d, t: (0, 0.0, 0) if d == "lintas_sl_L0" else None  # noqa: E731
+    f, obs, _ = run(400, override=zero)
+    assert health_of(f, "lintas_sl_L0") == DEAD
+    assert health_of(f, "lintas_sl_L1") == OK
+
+
+def test_stuck_camera_falls_back_to_loops():
+    frozen = lambda d, t: (6, 0.45, 4) if (d == "lintas_cam_L0" and t >= 100) else None  # noqa: E731
+    f, obs, err = run(900, override=frozen)
+    assert health_of(f, "lintas_cam_L0") == STUCK
+    assert health_of(f, "lintas_cam_L1") == OK
+
+
+def test_no_false_alarms_on_a_long_healthy_run():
+    f, _, _ = run(1800, rates=(0.35, 0.05))
+    assert f.health_summary()["ok"] == 6
