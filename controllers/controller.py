@@ -120,8 +120,9 @@ class Controller:
     def _ready(self, t: float) -> bool:
         if not self.lockstep or self.engine_word >= t:
             return True
-        if self.last_contact is None or t - self.last_contact > self.cfg.backup_time:
-            return True  # the engine is silent: do not hold the clock for it
+        if t - self.engine_word > self.cfg.backup_time:
+            # the engine is silent (any word counts, valid or refused): do not hold the clock for it
+            return True
         now = self.wall()
         if self._wait_since is None:
             self._wait_since = now

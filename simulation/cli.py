@@ -269,6 +269,23 @@ def demo(
         raise typer.Exit(130)
 
 
+MetricsOpt = Annotated[Optional[int], typer.Option("--metrics-port", help="Serve Prometheus metrics on "
+                                                  "http://127.0.0.1:PORT/metrics")]
+
+
+def _metrics(port: int | None, kind: str, component):
+    """Start the Prometheus endpoint for ``component`` if a port is given; returns a stop function."""
+    if port is None:
+        return lambda: None
+    from engine.telemetry import ControllerCollector, EngineCollector, serve_metrics
+
+    collector = ControllerCollector(component) if kind == "controller" else EngineCollector(component)
+    try:
+        return serve_metrics(port, collector)
+    except OSError as exc:
+        _fail(f"--metrics-port: cannot serve on port {port}: {exc.strerror or exc}")
+
+
 KeysOpt = Annotated[Optional[Path], typer.Option("--keys", help="Key directory (lintas keys DIR): CURVE encryption "
                                                   "and authentication; required to bind beyond loopback")]
 
@@ -378,6 +395,7 @@ def controller(
         raise
     from engine.service import WallTicker, serve
 
+    stop_metrics = _metrics(metrics_port, "controller", ctrl)
     try:
         if clock == "wall":
             serve(ctrl, on_tick=ctrl.do_tick, ticker=WallTicker(1.0))
@@ -386,6 +404,7 @@ def controller(
     except KeyboardInterrupt:
         pass
     finally:
+        stop_metrics()
         ctrl.close()
         if sec is not None:
             sec.close()
@@ -404,6 +423,7 @@ def engine(
     lockstep: Annotated[bool, typer.Option(help="With --clock bus: wait for every controller each tick")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     keys: KeysOpt = None,
+    metrics_port: MetricsOpt = None,
 ) -> None:
     import zmq
 
@@ -435,6 +455,7 @@ def engine(
     except SecurityError as exc:
         _fail(str(exc))
     typer.echo(f"lintas engine: {len(net.junctions)} junctions, policy {policy}, clock {clock}", err=True)
+    stop_metrics = _metrics(metrics_port, "engine", eng)
     try:
         if clock == "wall":
             serve(eng, on_tick=eng.step, ticker=WallTicker(1.0))
@@ -443,6 +464,7 @@ def engine(
     except KeyboardInterrupt:
         pass
     finally:
+        stop_metrics()
         eng.close()
         if sec is not None:
             sec.close()
@@ -548,6 +570,42 @@ def drill(
                f"collisions {res.collisions}, teleports {res.teleports}")
     typer.echo(f"drill {'PASSED' if res.ok() else 'FAILED'}; wrote {out / 'drill.json'}")
     if not res.ok():
+        raise typer.Exit(1)
+
+
+@app.command(help="Soak the controllers: random command sequences, garbage bytes, wrong junctions, huge and negative "
+             "numbers, on every junction of the given scenarios; the shown signals are checked independently. "
+             "Example: lintas soak --sequences 100000")
+def soak(
+    scenario: Annotated[Optional[list[Path]], typer.Argument(help="Scenarios whose junctions to use "
+                                                              "(default: the demo city and the RESCO maps if present)")] = None,
+    sequences: Annotated[int, typer.Option(min=1)] = 100_000,
+    seed: Annotated[int, typer.Option()] = 1,
+    json_file: Annotated[Optional[Path], typer.Option("--json")] = None,
+) -> None:
+    import dataclasses
+
+    from simulation import soak as soak_mod
+    from simulation.scenario import ScenarioError
+
+    paths = list(scenario or [])
+    if not paths:
+        paths = [DEMO_SCENARIO]
+        resco = REPO.parent / "shared" / "scenarios" / "resco"
+        paths += [resco / n for n in ("cologne1", "cologne3", "ingolstadt1", "ingolstadt7", "grid4x4") if (resco / n).exists()]
+    try:
+        junctions = soak_mod.soak_junctions(paths)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    res = soak_mod.soak(junctions, sequences, seed=seed)
+    typer.echo(f"{res.sequences} sequences, {res.words} words on {res.junctions} junctions in {res.seconds:.1f} s: "
+               f"{res.accepted} accepted, {res.refused} refused, {res.dropped} garbage frames dropped, "
+               f"{res.faults_latched} monitor faults, {res.violations} safety violations")
+    for line in res.violation_lines[:20]:
+        typer.echo(f"  {line}")
+    if json_file is not None:
+        json_file.write_text(json.dumps(dataclasses.asdict(res), indent=2))
+    if res.violations or res.faults_latched:
         raise typer.Exit(1)
 
 

@@ -539,3 +539,15 @@ def check_tls_states(
         rep.collisions_detail = read_collisions(collisions_xml)
     return rep
 
+
+
+def check_sequence(spec: JunctionSpec, records: Sequence[tuple[float, str]], *, end: float, yellow_min: float = 3.0,
+                   min_green: float = 5.0, step: float = 1.0) -> TlsCheckReport:
+    """Check one junction's shown states, given as (time, state) records (e.g. from a head driver),
+    with the same rules as :func:`check_tls_states`."""
+    rep = TlsCheckReport(f"<{spec.id}>", yellow_min, min_green, step, mode="every-step")
+    if records:
+        rep.begin, rep.end, rep.records = records[0][0], end, len(records)
+        rep.tls_checked = [spec.id]
+        _check_one(rep, spec, records, end)
+    return rep
