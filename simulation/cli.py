@@ -7,7 +7,6 @@ import logging
 import multiprocessing as mp
 import os
 import signal
-import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Annotated, Optional
@@ -64,6 +63,8 @@ def simulate_runs(
     gui: bool = False,
     quiet: bool = False,
     params: dict[str, float] | None = None,
+    fail_detectors: float = 0.0,
+    dead: str | None = None,
 ) -> tuple[list[dict], bool]:
     """Run every policy x seed; returns (finished runs, interrupted)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -72,7 +73,8 @@ def simulate_runs(
 
     specs = [
         RunSpec(scenario, p, s, out_dir, transport=transport, controllers=controllers, sumo_args=list(sumo_args or []),
-                end=end, use_traci=traci, gui=gui, params=params_for(p, params))
+                end=end, use_traci=traci, gui=gui, params=params_for(p, params), fail_detectors=fail_detectors,
+                dead=dead)
         for p in policies
         for s in range(1, seeds + 1)
     ]
@@ -236,15 +238,20 @@ def simulate(
     gui: Annotated[bool, typer.Option("--gui", help="Use sumo-gui (implies --traci)")] = False,
     work_dir: Annotated[Optional[Path], typer.Option(help="Where run outputs go (default: the report dir or ./lintas-runs)")] = None,
     param: Annotated[list[str], typer.Option("--param", help="Policy parameter NAME=VALUE; repeat")] = [],  # noqa: B006
+    fail_detectors: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of detectors dead from the "
+                                                  "start (seeded random choice)")] = 0.0,
+    dead: Annotated[Optional[str], typer.Option(help="cameras | loops: every detector of that kind dead")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
+    if dead not in (None, "cameras", "loops"):
+        _fail(f"--dead: unknown kind '{dead}' (choose from: cameras, loops)")
     scn = _validate(scenario, policy, transport, controllers)
     params = _parse_params(param, policy)
     out = work_dir or report or Path("lintas-runs")
     runs, interrupted = simulate_runs(
         scenario, policy, seeds, transport=transport, out_dir=out.resolve(), sumo_args=sumo_arg, end=end,
         controllers=controllers, jobs=1 if (gui or traci) else jobs, traci=traci or gui, gui=gui, quiet=quiet,
-        params=params,
+        params=params, fail_detectors=fail_detectors, dead=dead,
     )
     _finish(scn, runs, json_file, report, quiet)
     if interrupted:
@@ -363,6 +370,7 @@ def controller(
     clock: Annotated[str, typer.Option(help="bus: ticks from the simulation runner; wall: the wall clock")] = "bus",
     keys: Annotated[Optional[Path], typer.Option("--keys", help="Key directory (lintas keys DIR): uses the pair named "
                                                  "after the junction id, else the 'controller' pair")] = None,
+    metrics_port: MetricsOpt = None,
 ) -> None:
     import msgspec
 
@@ -627,6 +635,29 @@ def bench_loop(
     doc = closed_loop.run(scenario, end=end, repeat=repeat, transports=tuple(transport))
     closed_loop.print_table(doc)
     typer.echo(f"wrote {closed_loop.RESULTS / 'closed_loop.json'}")
+
+
+@bench_app.command("quality", help="Control quality: map x policy (mean ± std over seeds, change against "
+                   "sumo-static), sensor failures, and waiting/throughput/CO2 of adaptive against sumo-actuated. "
+                   "Example: lintas bench quality --seeds 5")
+def bench_quality(
+    map_: Annotated[Optional[list[Path]], typer.Option("--map", help="Scenario; repeat (default: RESCO maps + demo)")] = None,
+    seeds: Annotated[int, typer.Option(min=1)] = 5,
+    policy: Annotated[Optional[list[str]], typer.Option("--policy", "-p")] = None,
+    failures: Annotated[bool, typer.Option(help="Also run the sensor-failure table")] = True,
+    out: Annotated[Path, typer.Option()] = Path("benchmarks/results"),
+    jobs: Annotated[int, typer.Option(min=1)] = max(1, min(2, os.cpu_count() or 1)),
+) -> None:
+    from benchmarks import quality
+
+    maps = map_ or quality.default_maps()
+    policies = policy or quality.POLICIES
+    for scenario_path in maps:
+        _validate(scenario_path, policies, "inproc", "inprocess")
+    doc = quality.run(maps, seeds, out, policies=policies, failures=failures, jobs=jobs)
+    md, js = quality.write(doc, out)
+    typer.echo(md.read_text())
+    typer.echo(f"wrote {md} and {js}")
 
 
 def main() -> None:

@@ -25,8 +25,10 @@ def sumo_module(use_traci: bool = False):
 
 
 class SumoField:
-    def __init__(self, network: Network, *, use_traci: bool = False, gui: bool = False) -> None:
+    def __init__(self, network: Network, *, use_traci: bool = False, gui: bool = False,
+                 dead: set[str] | None = None) -> None:
         self.net = network
+        self.dead = set(dead or ())  # failed detectors: they send nothing (queues are still measured)
         self.conn = sumo_module(use_traci)
         self.use_traci = use_traci
         self.gui = gui
@@ -63,14 +65,17 @@ class SumoField:
         vn, oc, hn = tc.LAST_STEP_VEHICLE_NUMBER, tc.LAST_STEP_OCCUPANCY, tc.LAST_STEP_VEHICLE_HALTING_NUMBER
         Reading = m.DetectorReading
         readings = []
+        dead = self.dead
         for d, v in self.conn.inductionloop.getAllSubscriptionResults().items():
-            readings.append(Reading(d, int(v[vn]), min(max(v[oc] / 100.0, 0.0), 1.0)))
+            if d not in dead:
+                readings.append(Reading(d, int(v[vn]), min(max(v[oc] / 100.0, 0.0), 1.0)))
         halting = self.halting
         ai = self._area_index
         for d, v in self.conn.lanearea.getAllSubscriptionResults().items():
             h = int(v[hn])
             halting[ai[d]] = h
-            readings.append(Reading(d, int(v[vn]), min(max(v[oc] / 100.0, 0.0), 1.0), h))
+            if d not in dead:
+                readings.append(Reading(d, int(v[vn]), min(max(v[oc] / 100.0, 0.0), 1.0), h))
         return m.DetectorBatch(source=source, time=t, interval=1.0, readings=readings)
 
     def queues(self) -> np.ndarray:

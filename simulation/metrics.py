@@ -551,3 +551,19 @@ def compute_metrics(
         vehicles_by_arrival=vehicles_by_arrival,
         queue_over_time=queue_over_time,
     )
+
+
+def co2_total_kg(tripinfo_xml: str | os.PathLike[str]) -> float | None:
+    """Total CO2 of all vehicles in kg, from the ``<emissions CO2_abs=(mg)>`` children SUMO writes into
+    tripinfo with ``--device.emissions.probability 1``; None when the run had no emission device."""
+    total, seen = 0.0, False
+    with _open(tripinfo_xml) as fh:
+        for _event, elem in ET.iterparse(fh, events=("end",)):
+            if elem.tag == "emissions":
+                v = elem.get("CO2_abs")
+                if v is not None:
+                    total += float(v)
+                    seen = True
+            elif elem.tag == "tripinfo":
+                elem.clear()
+    return total / 1e6 if seen else None

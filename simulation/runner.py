@@ -20,7 +20,7 @@ from pathlib import Path
 import zmq
 
 from controllers.controller import Controller, ControllerConfig
-from controllers.drivers import NullHeads, SumoCabinet
+from controllers.drivers import SumoCabinet
 from engine import bus
 from engine import messages as m
 from engine.loop import Engine
@@ -40,7 +40,7 @@ CONTROLLER_MODES = ("inprocess", "process")
 
 RUN_KEYS = ("delay_s", "trip_duration_s", "waiting_s", "queue_veh", "throughput_veh", "teleports", "collisions", "vehicles")
 
-EXTRA_KEYS = ("wall_s", "transport", "commands_sent", "commands_accepted", "commands_refused", "faults", "fallbacks",
+EXTRA_KEYS = ("wall_s", "transport", "dead_detectors", "co2_kg", "commands_sent", "commands_accepted", "commands_refused", "faults", "fallbacks",
               "dropped_messages")
 
 
@@ -62,6 +62,8 @@ class RunSpec:
     gui: bool = False
     lockstep_wait: float = 5.0
     params: dict[str, float] = field(default_factory=dict)  # policy parameter overrides, by name
+    fail_detectors: float = 0.0  # fraction of Lintas' detectors dead from the start (seeded choice)
+    dead: str | None = None  # "cameras" or "loops": every detector of that kind dead
 
 
 _compiled: dict[tuple[str, str], tuple[Network, Path]] = {}
@@ -102,7 +104,7 @@ def run_one(spec: RunSpec, progress=None) -> dict:
         *metrics.sumo_output_args(run_dir),
     ]
     args = merge_additional([*args, *spec.sumo_args], extra)
-    field_ = SumoField(net, use_traci=spec.use_traci, gui=spec.gui)
+    field_ = SumoField(net, use_traci=spec.use_traci, gui=spec.gui, dead=dead_detectors(net, spec))
     wall0 = time.perf_counter()
     try:
         field_.start(args)
@@ -125,6 +127,9 @@ def run_one(spec: RunSpec, progress=None) -> dict:
         **{k: getattr(res, k) for k in RUN_KEYS},
         "wall_s": round(wall, 3),
         "transport": spec.transport if spec.policy in LINTAS_POLICIES else None,
+        "dead_detectors": len(field_.dead),
+        "co2_kg": metrics.co2_total_kg(run_dir / "tripinfo.xml") if "--device.emissions.probability" in spec.sumo_args
+        else None,
         "delay_by_arrival": res.delay_by_arrival,
         "queue_by_junction": res.queue_by_junction,
         **loop_stats,
@@ -285,9 +290,25 @@ def _run_closed_loop(field_: SumoField, net: Network, spec: RunSpec, begin: floa
     return np.array(samples), stats
 
 
+def dead_detectors(net: Network, spec: RunSpec) -> set[str]:
+    """The detectors that send nothing in this run: a seeded random fraction, and/or a whole kind."""
+    import numpy as np
+
+    from engine.network import DET_AREA
+
+    ids = list(net.det_ids)
+    dead: set[str] = set()
+    if spec.fail_detectors > 0:
+        rng = np.random.default_rng(10_000 + spec.seed)
+        k = int(round(spec.fail_detectors * len(ids)))
+        dead |= {ids[i] for i in rng.choice(len(ids), size=k, replace=False)}
+    if spec.dead == "cameras":
+        dead |= {d for d, kd in zip(ids, net.det_kind) if kd == DET_AREA}
+    elif spec.dead == "loops":
+        dead |= {d for d, kd in zip(ids, net.det_kind) if kd != DET_AREA}
+    return dead
+
+
 def _safe(s: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in s)
 
-
-def load_checked(path: Path) -> Scenario:
-    return load_scenario(path)

@@ -281,7 +281,7 @@ DEFAULT_PARAMS: dict[str, np.ndarray] = {
             "AGE_WEIGHT": 0.05,
             "MAX_WAIT": 120.0,
             "STALL_GAP": 5.0,
-            "RING": 1.0,
+            "RING": 0.0,
         },
     ),
 }

@@ -399,7 +399,6 @@ def test_fallback_after_engine_goes_quiet(rig):
 def test_engine_back_resumes_at_a_phase_boundary(rig, how, back_at):
     """Back under engine control within a few seconds of the engine's return, but only in a green
     that has run its minimum or that has just begun: never in yellow or all-red, never cutting a green."""
-    spec = rig.spec
     modes, intervals = [], []
     for t in range(120):
         if t >= back_at:

@@ -146,7 +146,7 @@ def green(phase, since):
 def test_defaults_are_the_frozen_set():
     p = DEFAULT_PARAMS["adaptive"]
     assert p[AdaptiveParam.SAT_HEADWAY] == 2.0 and p[AdaptiveParam.LOST_TIME] == 4.0
-    assert p[AdaptiveParam.RING] == 1.0 and len(p) == len(AdaptiveParam)
+    assert p[AdaptiveParam.RING] == 0.0 and len(p) == len(AdaptiveParam)
 
 
 def test_never_switches_before_min_green():

@@ -124,3 +124,23 @@ def test_bad_input_one_line_exit_2(tmp_path, case):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0], r.stderr
     assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_failed_detectors_seeded_and_by_kind(tmp_path):
+    from engine.network import DET_AREA
+    from simulation.netcompile import compile_for_run
+    from simulation.runner import RunSpec, dead_detectors
+    from simulation.scenario import load_scenario
+
+    net, _ = compile_for_run(load_scenario(DEMO), tmp_path)
+    spec = RunSpec(DEMO, "adaptive", 1, tmp_path, fail_detectors=0.3)
+    a, b = dead_detectors(net, spec), dead_detectors(net, spec)
+    assert a == b and len(a) == round(0.3 * net.n_detectors)
+    assert dead_detectors(net, RunSpec(DEMO, "adaptive", 2, tmp_path, fail_detectors=0.3)) != a
+    cams = dead_detectors(net, RunSpec(DEMO, "adaptive", 1, tmp_path, dead="cameras"))
+    assert cams == {d for d, k in zip(net.det_ids, net.det_kind) if k == DET_AREA}
+    loops = dead_detectors(net, RunSpec(DEMO, "adaptive", 1, tmp_path, dead="loops"))
+    assert loops.isdisjoint(cams) and len(loops) + len(cams) == net.n_detectors
+    # through the CLI: the run completes with the loops dead and says how many were dead
+    doc = simulate(tmp_path, DEMO, "-p", "actuated", "--end", "200", "--dead", "loops")
+    assert doc["runs"][0]["dead_detectors"] == len(loops)
