@@ -120,6 +120,9 @@ class Fusion:
         self.sl_cover = np.zeros(n_l)  # s the stop-line loop has been covered (occ >= 0.9, no count)
         self.adv_cover = np.zeros(n_l)
         self.idle = np.zeros(n_l)  # s with both loops empty and silent
+        self.cam_full = np.zeros(n_l)  # s the camera zone has been full of standing vehicles
+        self.cam_cap = np.maximum(cam_len / c.jam_spacing, 1.0)
+        self.beyond_cap = np.maximum(lane_len - np.maximum(self.det_range, 0.0), 0.0) / c.jam_spacing
         self.rate_est = np.zeros(n_l)
         self.last_cross = np.full(n_l, -NEVER)
         self.queue_since = np.full(n_l, NEVER)
@@ -319,7 +322,6 @@ class Fusion:
 
         # arrivals, departures this tick
         arr = np.where(adv_ok, adv_n, np.where(cam_ok, cam_up, sl_n))
-        dep = np.where(sl_ok, sl_n, cam_dn)
         any_ok = sl_ok | adv_ok | cam_ok
         a = dt / c.rate_tau
         self.rate_est = np.where(any_ok, (1 - a) * self.rate_est + a * arr / dt, self.rate_est)
@@ -362,7 +364,10 @@ class Fusion:
         q_loop = np.maximum(self.x - en_route, 0.0)
         q_loop = np.where(sl_ok & (sl_o == 0) & (self.sl_cover == 0) & ~(self.adv_cover > 0), 0.0, q_loop)
         q_loop = q_loop + np.where(self.adv_cover > 0, self.rate_est * self.adv_cover, 0.0)  # beyond the advance loop
-        q = np.where(cam_ok, cam_h, q_loop)
+        # a camera zone full of standing vehicles: the queue goes on beyond it, growing at the arrival rate
+        self.cam_full = np.where(cam_ok & (cam_h >= 0.75 * self.cam_cap), self.cam_full + dt, 0.0)
+        q_cam = cam_h + np.minimum(self.rate_est * self.cam_full, self.beyond_cap)
+        q = np.where(cam_ok, q_cam, q_loop)
         # vehicles that joined the queue are no longer en route: consume the earliest profile bins
         dq = np.maximum(q - self.queue, 0.0)
         if dq.any():

@@ -21,8 +21,8 @@ import zmq
 
 from engine import bus
 from engine import messages as m
-from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE, Network
 from engine.fusion import Fusion
+from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE, Network
 from engine.policies import JunctionState, get_policy, policy_net, seed_rng, warmup
 
 log = logging.getLogger("lintas.engine")

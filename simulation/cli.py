@@ -116,9 +116,12 @@ def simulate_runs(
             typer.echo("\nlintas: interrupted; keeping the finished runs", err=True)
             for f in pending:
                 f.cancel()
-            pool.shutdown(wait=False, cancel_futures=True)
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()  # the runs under way are dropped; their SUMO ends with them
+            try:
+                pool.shutdown(wait=True, cancel_futures=True)
+            except Exception:  # noqa: BLE001 - a pool whose workers were terminated may complain
+                pass
         else:
             pool.shutdown()
     manager.shutdown()

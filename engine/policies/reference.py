@@ -221,7 +221,7 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
     lost = float(params[A.LOST_TIME])
     n_ext = int(max(float(params[A.EXT_HORIZON]), 0.0))
     kappa = float(params[A.KAPPA])
-    n_score = int(math.ceil(max(float(params[A.SCORE_HORIZON]), 0.0)))
+    n_score = math.ceil(max(float(params[A.SCORE_HORIZON]), 0.0))
     age_w = float(params[A.AGE_WEIGHT])
     max_wait = float(params[A.MAX_WAIT])
     stall = float(params[A.STALL_GAP])
@@ -281,7 +281,7 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
         wait_o = max([float(wait[lane]) for lane in other_lanes], default=0.0)
         wait_o = max(wait_o, 0.0)
 
-        def a_o(e):
+        def a_o(e, other_lanes=other_lanes):
             s = 0.0
             for lane in other_lanes:
                 s += _arrivals(profile, lane, e)
@@ -292,7 +292,7 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
             if since >= float(net.phase_max[cur]) or wait_o >= max_wait:
                 target = best
             else:
-                e_max = min(n_ext, int(math.floor(float(net.phase_max[cur]) - since)))
+                e_max = min(n_ext, math.floor(float(net.phase_max[cur]) - since))
                 extend = False
                 for e in range(1, e_max + 1):
                     b = 0.0

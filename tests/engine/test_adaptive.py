@@ -163,7 +163,7 @@ def test_extends_while_a_platoon_arrives():
     net = two_phase()
     platoon = {0: {1: 2.0, 2: 2.0, 3: 1.0}}  # five vehicles reach the stop line within 4 s
     obs = fused(2, 1, 2, queue={1: 2.0}, profile=platoon, gap={0: 1.0})
-    out, rem, nxt, flow = both(net, green(0, 12.0), obs)
+    out, _rem, nxt, flow = both(net, green(0, 12.0), obs)
     assert out[0] == HOLD
     assert nxt[0] == 1 and flow[0] == 0.0  # no queue: flow = rate (0) while green
     # the same green without the platoon: the waiting vehicles get the green
@@ -184,7 +184,7 @@ def test_rests_in_green_without_demand_elsewhere_and_serves_a_discharging_queue(
     out, *_ = both(net, green(0, 100.0), fused(2, 1, 2))  # nothing anywhere, even past max: rest
     assert out[0] == HOLD
     obs = fused(2, 1, 2, queue={0: 8.0, 1: 3.0}, gap={0: 1.0})
-    out, rem, nxt, flow = both(net, green(0, 10.0), obs)
+    out, rem, _nxt, flow = both(net, green(0, 10.0), obs)
     assert out[0] == HOLD and rem[0] == 16.0 and flow[0] == 0.5  # 8 vehicles at 2 s each; 1/SAT veh/s
     # the same queue, not discharging (no crossing for STALL_GAP): no reason to hold it
     out, *_ = both(net, green(0, 10.0), fused(2, 1, 2, queue={0: 8.0, 1: 3.0}, gap={0: 9.0}))

@@ -113,7 +113,7 @@ def health_of(f, det_id):
 def test_all_sensors_queue_is_the_camera_and_observations_are_a_superset():
     f, obs, err = run(600)
     assert isinstance(obs, FusedObservations)
-    assert err == 0.0
+    assert err < 0.05  # the camera halting count (plus a small beyond-the-zone extrapolation at full zones)
     assert all(h == OK for h in f.health)
     assert abs(obs.rate[0] - 0.25) < 0.12 and abs(obs.rate[1] - 0.15) < 0.1
     s = f.health_summary()
@@ -134,7 +134,7 @@ def test_advance_crossing_predicts_arrival_at_free_flow_eta():
 
 
 def test_cameras_gone_loops_alone_estimate_the_queue():
-    f, obs, err = run(900, drop=lambda d, t: "cam" in d)
+    f, _obs, err = run(900, drop=lambda d, t: "cam" in d)
     assert health_of(f, "lintas_cam_L0") == DEAD and health_of(f, "lintas_sl_L0") == OK
     assert err < 1.5  # vehicles, mean absolute error against the true queue
     assert f.health_summary()["area"]["dead"] == 2
@@ -142,7 +142,7 @@ def test_cameras_gone_loops_alone_estimate_the_queue():
 
 def test_loops_gone_cameras_alone():
     f, obs, err = run(600, drop=lambda d, t: "cam" not in d)
-    assert err == 0.0
+    assert err < 0.05  # the camera halting count (plus a small beyond-the-zone extrapolation at full zones)
     assert health_of(f, "lintas_sl_L1") == DEAD
     assert obs.gap[0] < 60.0  # departures seen by the camera count as crossings
     assert obs.rate[0] > 0.05
@@ -167,23 +167,23 @@ def test_stale_then_dead_then_recovers():
 
 
 def test_stuck_loop_detected_and_not_used():
-    stuck = lambda d, t: (0, 0.7, 0) if (d == "lintas_adv_L0" and t >= 100) else None  # noqa: E731
-    f, obs, err = run(500, override=stuck)
+    stuck = lambda d, t: (0, 0.7, 0) if (d == "lintas_adv_L0" and t >= 100) else None
+    f, _obs, err = run(500, override=stuck)
     assert health_of(f, "lintas_adv_L0") == STUCK
     assert health_of(f, "lintas_adv_L1") == OK and f.health_summary()["stuck"] == 1
-    assert err == 0.0  # the camera still gives the queue
+    assert err < 0.05  # the camera still gives the queue
 
 
 def test_loop_that_never_counts_while_the_camera_sees_traffic_is_dead():
-    zero = lambda d, t: (0, 0.0, 0) if d == "lintas_sl_L0" else None  # noqa: E731
-    f, obs, _ = run(400, override=zero)
+    zero = lambda d, t: (0, 0.0, 0) if d == "lintas_sl_L0" else None
+    f, _obs, _ = run(400, override=zero)
     assert health_of(f, "lintas_sl_L0") == DEAD
     assert health_of(f, "lintas_sl_L1") == OK
 
 
 def test_stuck_camera_falls_back_to_loops():
-    frozen = lambda d, t: (6, 0.45, 4) if (d == "lintas_cam_L0" and t >= 100) else None  # noqa: E731
-    f, obs, err = run(900, override=frozen)
+    frozen = lambda d, t: (6, 0.45, 4) if (d == "lintas_cam_L0" and t >= 100) else None
+    f, _obs, _err = run(900, override=frozen)
     assert health_of(f, "lintas_cam_L0") == STUCK
     assert health_of(f, "lintas_cam_L1") == OK
 
