@@ -347,6 +347,11 @@ class Fusion:
         correct(~cam_ok & (self.idle >= self.adv_eta + 3.0), z, c.r_empty)
         correct(~cam_ok & (self.adv_cover >= 3.0), self.sec_cap + 1.0 + z, c.r_full)
         self.x = np.where(~cam_ok & (self.sl_cover >= 2.0), np.maximum(self.x, 1.0), self.x)
+        # physical bound: the section between the loops holds at most its storage
+        self.x = np.minimum(self.x, self.sec_cap + 1.0)
+        # no departure sensor (stop-line loop and camera both unusable): the count cannot be closed, so
+        # no queue is assumed unless it covers the advance loop
+        no_dep = ~sl_ok & ~cam_ok
 
         # arrival profile: shift one bin, add new advance-loop crossings at their free-flow ETA
         H = c.horizon
@@ -363,7 +368,9 @@ class Fusion:
         en_route = pd.sum(axis=1)
         q_loop = np.maximum(self.x - en_route, 0.0)
         q_loop = np.where(sl_ok & (sl_o == 0) & (self.sl_cover == 0) & ~(self.adv_cover > 0), 0.0, q_loop)
-        q_loop = q_loop + np.where(self.adv_cover > 0, self.rate_est * self.adv_cover, 0.0)  # beyond the advance loop
+        q_loop = np.where(no_dep, np.where(self.adv_cover > 0, self.sec_cap + 1.0, 0.0), q_loop)
+        beyond = np.minimum(self.rate_est * self.adv_cover, self.beyond_cap)
+        q_loop = q_loop + np.where(self.adv_cover > 0, beyond, 0.0)  # the queue beyond the advance loop
         # a camera zone full of standing vehicles: the queue goes on beyond it, growing at the arrival rate
         self.cam_full = np.where(cam_ok & (cam_h >= 0.75 * self.cam_cap), self.cam_full + dt, 0.0)
         q_cam = cam_h + np.minimum(self.rate_est * self.cam_full, self.beyond_cap)
@@ -385,12 +392,16 @@ class Fusion:
         # lanes without any usable sensor: a standing call (min recall), as a failed-detector controller does
         q = np.where(known, q, 1.0)
         self.queue[:] = q
-        veh = np.where(cam_ok, cam_n, self.x + np.where(self.adv_cover > 0, self.rate_est * self.adv_cover, 0.0))
+        veh = np.where(cam_ok, cam_n, np.where(no_dep, en_route, self.x) + np.where(self.adv_cover > 0, beyond, 0.0))
         self.vehicles[:] = np.where(known, np.maximum(veh, q), 1.0)
         self.presence[:] = np.where(sl_ok, np.minimum(sl_o, 1.0), np.where(cam_ok & (cam_h > 0), 1.0, 0.0))
         self.rate[:] = self.rate_est
-        self.queue_since = np.where(q >= 1.0, np.minimum(self.queue_since, t), NEVER)
-        self.wait[:] = np.where(q >= 1.0, t - self.queue_since, 0.0)
+        # head-of-queue wait: since the queue formed (camera), or, from loops alone, since the lane last
+        # discharged a vehicle while queued (a drifting loop estimate must not look like starvation);
+        # lanes without any usable sensor: 0
+        departed = ~cam_ok & (sl_n > 0)
+        self.queue_since = np.where(q >= 1.0, np.where(departed, t, np.minimum(self.queue_since, t)), NEVER)
+        self.wait[:] = np.where((q >= 1.0) & known, t - self.queue_since, 0.0)
         self.space[:] = self.capacity - q
         # moving vehicles seen but not placed by the advance loop: spread over the detection range
         moving = np.maximum(self.vehicles - q - en_route, 0.0) * known

@@ -233,8 +233,12 @@ def _tiny_net() -> tuple[PolicyNet, JunctionState, Observations]:
 
 def warmup(names: tuple[str, ...] | None = None) -> None:
     """Compile (or load from numba's cache) the kernels for the dtypes that ``policy_net``,
-    ``make_state``, ``make_observations`` and ``seed_rng`` produce, so the first real tick is fast."""
+    ``make_state``, ``make_observations`` and ``seed_rng`` produce, so the first real tick is fast;
+    also for :class:`FusedObservations` (what the engine's sensor fusion hands every policy)."""
     net, state, obs = _tiny_net()
+    z = np.zeros(2)
+    fused = make_fused_observations(z, z, np.full(2, 1e9), z, z, z, z, np.zeros((2, 60)), 1, 2)
     for name in names or POLICIES:
         pol = get_policy(name)
-        pol.kernel(0.0, net, state, obs, pol.default_params(), seed_rng(0, 1), new_target(1))
+        for o in (obs, fused):
+            pol.kernel(0.0, net, state, o, pol.default_params(), seed_rng(0, 1), new_target(1))

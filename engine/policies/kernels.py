@@ -288,6 +288,7 @@ _AD_AGE = int(AdaptiveParam.AGE_WEIGHT)
 _AD_MAXW = int(AdaptiveParam.MAX_WAIT)
 _AD_STALL = int(AdaptiveParam.STALL_GAP)
 _AD_RING = int(AdaptiveParam.RING)
+_AD_CLEAR = int(AdaptiveParam.QUEUE_CLEAR)
 
 
 @njit(cache=True, inline="always")
@@ -328,7 +329,9 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
     min(max(phase_min[p], SAT_HEADWAY * max queue of p's open lanes), max(phase_max[p], phase_min[p]))
     (the time until cur would be served again), Q_o / A_o(e) the queues / arrivals within e s on j's lanes
     not served by cur, B(e) = sum over cur's distinct open, moving lanes of min(queue + cum[l, e], e / SAT_HEADWAY)
-    (a lane is stalled, not moving, when queue > 0, gap >= STALL_GAP and since >= STALL_GAP):
+    (a lane is stalled, not moving, when queue > 0, gap >= STALL_GAP and since >= STALL_GAP); with
+    QUEUE_CLEAR >= 0.5 also extend while an open, non-stalled lane of cur has queue >= 1 (QUEUE_CLEAR >= 1.5:
+    while such a lane discharges at saturation, gap < 1.5 SAT_HEADWAY, or since < STALL_GAP):
     extend (HOLD) if for some e in 1..min(EXT_HORIZON, phase_max[cur] - since) B(e) > 0 and
     B(e) * R > KAPPA * e * (Q_o + A_o(e) / 2); else best.
     Plan outputs: plan_next[j] = target if one, else best; plan_rem[j] = 0 if a target, else
@@ -344,6 +347,8 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
     max_wait = params[_AD_MAXW]
     stall = params[_AD_STALL]
     ring = params[_AD_RING] >= 0.5
+    clear = params[_AD_CLEAR] >= 0.5
+    clear_sat = params[_AD_CLEAR] >= 1.5  # only while discharging at saturation (gap < 1.5 SAT)
     ptr = net.jn_phase_ptr
     n_l = queue.shape[0]
     H = profile.shape[1]
@@ -422,7 +427,20 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
             else:
                 e_max = min(n_ext, int(np.floor(net.phase_max[cur] - since)))
                 extend = False
+                if clear:  # the standing queue of a discharging open lane is served whole
+                    for k in range(a_c, b_c):
+                        lane = net.mov_in_lane[net.phase_mov_idx[k]]
+                        if clear_sat:
+                            moving = gap[lane] < 1.5 * sat or since < stall
+                        else:
+                            moving = not (gap[lane] >= stall and since >= stall)
+                        if queue[lane] >= 1.0 and moving:
+                            if _lane_open(net, space, cur, lane):
+                                extend = True
+                                break
                 for e in range(1, e_max + 1):
+                    if extend:
+                        break
                     b = 0.0
                     for k in range(a_c, b_c):
                         if not _first_in_phase(net, a_c, k):

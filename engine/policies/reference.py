@@ -226,6 +226,7 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
     max_wait = float(params[A.MAX_WAIT])
     stall = float(params[A.STALL_GAP])
     ring = float(params[A.RING]) >= 0.5
+    clear = float(params[A.QUEUE_CLEAR]) >= 0.5
     for m in range(len(mov_flow)):
         mov_flow[m] = 0.0
     for j in range(len(net.jn_phase_ptr) - 1):
@@ -293,8 +294,16 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
                 target = best
             else:
                 e_max = min(n_ext, math.floor(float(net.phase_max[cur]) - since))
-                extend = False
+                stalled = [lane for lane in open_cur
+                           if float(queue[lane]) > 0.0 and float(gap[lane]) >= stall and since >= stall]
+                if float(params[A.QUEUE_CLEAR]) >= 1.5:  # discharging at saturation, or starting up
+                    moving = [lane for lane in open_cur if float(gap[lane]) < 1.5 * sat or since < stall]
+                else:
+                    moving = [lane for lane in open_cur if lane not in stalled]
+                extend = clear and any(float(queue[lane]) >= 1.0 for lane in moving)
                 for e in range(1, e_max + 1):
+                    if extend:
+                        break
                     b = 0.0
                     for lane in open_cur:
                         if float(queue[lane]) > 0.0 and float(gap[lane]) >= stall and since >= stall:

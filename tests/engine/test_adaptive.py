@@ -87,11 +87,12 @@ def fused_scenario(draw):
     ring=st.sampled_from([0.0, 1.0]),
     max_wait=st.sampled_from([120.0, 5.0]),
     stall=st.sampled_from([5.0, 0.0, 1e9]),
+    qc=st.sampled_from([0.0, 1.0, 2.0]),
 )
-def test_kernel_matches_reference(sc, sat, kappa, ext, score_h, ring, max_wait, stall):
+def test_kernel_matches_reference(sc, sat, kappa, ext, score_h, ring, max_wait, stall, qc):
     net, state, obs = sc
     params = POL.params(SAT_HEADWAY=sat, KAPPA=kappa, EXT_HORIZON=ext, SCORE_HORIZON=score_h, RING=ring,
-                        MAX_WAIT=max_wait, STALL_GAP=stall)
+                        MAX_WAIT=max_wait, STALL_GAP=stall, QUEUE_CLEAR=qc)
     out, *_ = both(net, state, obs, params)
     for j, tgt in enumerate(out):  # the rules of base.py
         if tgt == HOLD:

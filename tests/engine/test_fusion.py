@@ -136,7 +136,7 @@ def test_advance_crossing_predicts_arrival_at_free_flow_eta():
 def test_cameras_gone_loops_alone_estimate_the_queue():
     f, _obs, err = run(900, drop=lambda d, t: "cam" in d)
     assert health_of(f, "lintas_cam_L0") == DEAD and health_of(f, "lintas_sl_L0") == OK
-    assert err < 1.5  # vehicles, mean absolute error against the true queue
+    assert err < 2.0  # vehicles, mean absolute error against the true queue (red-phase peaks 8-12)
     assert f.health_summary()["area"]["dead"] == 2
 
 
@@ -151,6 +151,7 @@ def test_loops_gone_cameras_alone():
 def test_everything_gone_places_a_standing_call():
     f, obs, _ = run(200, drop=lambda d, t: "L1" in d)
     assert obs.queue[1] == 1.0 and f.health_summary()["lanes_without_data"] == 1
+    assert obs.wait[1] == 0.0  # a standing call is not a starving queue
 
 
 def test_stale_then_dead_then_recovers():
@@ -191,3 +192,33 @@ def test_stuck_camera_falls_back_to_loops():
 def test_no_false_alarms_on_a_long_healthy_run():
     f, _, _ = run(1800, rates=(0.35, 0.05))
     assert f.health_summary()["ok"] == 6
+
+
+def test_neighbour_plan_becomes_predicted_arrivals_beyond_the_detectors():
+    from engine.network import JunctionSpec
+
+    net = small_net()
+    net.junctions = [JunctionSpec(id="J", n_links=1, green_states=["G"], net_next=[0], fixed_green=[30.0],
+                                  min_green=[5.0], max_green=[60.0], yellow=[3.0], allred=[1.0],
+                                  net_transitions=[[]], conflicts=["0"], link_in_lane=["L0"],
+                                  link_out_lane=["L1"], link_via=[""])]
+    net.junction_index = {"J": 0}
+    net.jn_phase_ptr = np.array([0, 1], np.int32)
+    net.mov_junction = np.array([0], np.int32)
+    net.mov_in_lane = np.array([0], np.int32)
+    net.mov_out_lane = np.array([1], np.int32)
+    net.mov_out_lane_id = ["L1"]
+    f = Fusion(net)
+    f.on_plan(m.decode(m.encode(m.Plan(junction="J", time=0.0, phase=0, green_end=20.0, next_phase=-1,
+                                       lanes=["L1"], flows=[0.5]))))
+    f.update(m.DetectorBatch(time=0.0, readings=[m.DetectorReading(d, 0, 0.0) for d in net.det_ids]))
+    prof = f.observations(0.0).profile[1]
+    tau = 300.0 / (0.8 * SPEED)  # 27 s from the upstream stop line
+    assert prof.sum() == pytest.approx(0.5 * 20.0)
+    assert prof[: int(tau)].sum() == 0.0 and prof[int(tau) + 1] == pytest.approx(0.5)
+    assert f.observations(0.0).profile[0].sum() == 0.0
+    # an older plan is ignored; a newer one replaces it
+    f.on_plan(m.Plan(junction="J", time=-1.0, green_end=50.0, lanes=["L1"], flows=[1.0]))
+    assert f.mov_flow[0] == 0.5
+    f.on_plan(m.Plan(junction="J", time=1.0, green_end=1.0, lanes=[], flows=[]))
+    assert f.mov_flow[0] == 0.0 and f.plan_rem[0] == 0.0
