@@ -144,6 +144,9 @@ class Controller:
                 self.engine_word = max(self.engine_word, msg.time)
                 self._contact(msg.time)
             return
+        if isinstance(msg, m.FaultReset):
+            self._on_reset(msg, now)
+            return
         if not isinstance(msg, m.PhaseCommand):
             return
         if _finite(msg.issued_at):
@@ -160,6 +163,21 @@ class Controller:
                 self.timer.request = None
         else:
             self.timer.request = msg.phase
+
+    def _on_reset(self, msg: m.FaultReset, now: float) -> None:
+        """A fault reset from the engine (the only peer the command channel can carry)."""
+        probe = m.PhaseCommand(junction=msg.junction, action="hold", phase=-1, seq=msg.seq, issued_at=msg.issued_at)
+        reason = self.validate(probe, now)
+        if reason is not None:
+            self._refuse(probe, f"reset-{reason}")
+            return
+        self.last_seq = msg.seq
+        if self.monitor.fault is None:
+            return
+        log.warning("junction %s: fault reset by %s (was: %s)", self.id, msg.operator or "engine", self.monitor.fault)
+        self.pub.publish(m.TOPIC_FAULT, m.Fault(source=self.id, time=now if now != float("-inf") else 0.0,
+                                                 kind="reset", detail=msg.operator or "engine"))
+        self.reset_fault()
 
     def validate(self, msg: m.PhaseCommand, now: float) -> str | None:
         """Why ``msg`` cannot be honoured, or None."""
@@ -246,8 +264,15 @@ class Controller:
         self.engine_back = False
 
     def reset_fault(self) -> None:
-        """Clear a latched fault (the authenticated reset of issue 3 calls this)."""
+        """Clear a latched fault (a FaultReset from the engine calls this). The heads showed all red
+        since the fault; timing restarts cleanly with a fresh green of the phase that was served, so no
+        interval resumes half-way."""
         self.monitor.reset()
+        phase = self.timer.phase
+        self.timer = Timer(self.spec, self.cfg.timing, occupied=self.heads.occupied)
+        self.timer.phase = self.timer.target = phase
+        self.timer.since = 0.0
+        self.timer.signal = self.spec.green_states[phase]
         if self.mode == "failsafe":
             self._set_mode("local", self.now or 0.0)
 

@@ -191,6 +191,16 @@ class Engine:
                 self.router.send(spec.id, hb)
         self._heartbeat(t)
 
+    def reset(self, junction: str, operator: str = "") -> bool:
+        """Ask a controller to clear its latched fault (travels on the authenticated command channel)."""
+        j = self.net.junction_index.get(junction)
+        if j is None:
+            return False
+        self.seq[j] += 1
+        t = self.now if self.now is not None else 0.0
+        return self.router.send(junction, m.FaultReset(junction=junction, seq=int(self.seq[j]), issued_at=t,
+                                                       operator=operator))
+
     def _heartbeat(self, t: float) -> None:
         self._hb += 1
         self.pub.publish(m.TOPIC_HEARTBEAT, m.Heartbeat(sender="engine", time=t, seq=self._hb))

@@ -121,6 +121,17 @@ class Fault(_Msg, tag="fault"):
     detail: str = ""
 
 
+class FaultReset(_Msg, tag="reset"):
+    """Engine -> controller on the command channel (CURVE-authenticated: only the engine's key reaches
+    a controller): clear a latched fault. ``seq`` follows the junction's command sequence; ``operator``
+    names who asked, for the log."""
+
+    junction: str = ""
+    seq: int = 0
+    issued_at: float = 0.0
+    operator: str = ""
+
+
 class Refusal(_Msg, tag="refusal"):
     """A command a controller refused, with the reason, topic ``refusal``."""
 
@@ -147,7 +158,7 @@ class Plan(_Msg, tag="plan"):
     flows: list[float] = []
 
 
-Message = DetectorBatch | ControllerState | PhaseCommand | Heartbeat | ClockTick | Fault | Refusal | Plan
+Message = DetectorBatch | ControllerState | PhaseCommand | Heartbeat | ClockTick | Fault | Refusal | Plan | FaultReset
 MESSAGE_TYPES: tuple[type, ...] = (
     DetectorBatch,
     ControllerState,
@@ -157,6 +168,7 @@ MESSAGE_TYPES: tuple[type, ...] = (
     Fault,
     Refusal,
     Plan,
+    FaultReset,
 )
 
 _encoder = msgspec.msgpack.Encoder()

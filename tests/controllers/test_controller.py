@@ -655,3 +655,40 @@ def test_monitor_fault_goes_failsafe_all_red_and_stays(rig, monkeypatch):
         assert rig.shown[:3] == [rig.spec.green_states[0]] * 3
     finally:
         fault_sub.close()
+
+
+def test_only_a_valid_reset_from_the_engine_clears_a_fault(rig, monkeypatch):
+    c = rig.ctrl
+    _start(rig)
+    real_tick = c.timer.tick
+    monkeypatch.setattr(c.timer, "tick", lambda dt: (real_tick(dt), "G" * rig.spec.n_links)[1])
+    rig.heartbeat(3)
+    rig.tick(3.0)
+    monkeypatch.setattr(c.timer, "tick", real_tick)
+    assert c.mode == "failsafe"
+
+    def send_reset(junction, seq, issued_at):
+        before = c.counters.refused
+        rig._send_frames([m.encode(m.FaultReset(junction=junction, seq=seq, issued_at=issued_at, operator="op"))])
+        rig._pump_until(lambda: c.counters.refused > before or c.monitor.fault is None, "the reset")
+
+    # garbage, another junction, a replayed sequence number, a stale reset: the fault stays latched
+    rig.raw([b"\x81\xa1t\xa5reset"])
+    send_reset("elsewhere", rig.seq + 1, 3.0)
+    send_reset(rig.id, -5, 3.0)
+    send_reset(rig.id, rig.seq + 1, -100.0)
+    assert c.monitor.fault is not None and c.mode == "failsafe"
+    assert {"reset-wrong-junction", "reset-replayed-or-out-of-sequence", "reset-stale"} <= set(c.counters.refusals)
+    for t in range(4, 8):
+        assert rig.tick(float(t)) == "r" * rig.spec.n_links
+    # a valid reset: the fault clears, the controller runs its local plan from a fresh green, safely
+    send_reset(rig.id, rig.seq + 100, 7.0)
+    assert c.monitor.fault is None and c.mode == "local"
+    start = len(rig.shown)
+    shown = [rig.tick(float(t)) for t in range(8, 60)]
+    assert shown[0] in rig.spec.green_states
+    # from the all-red of the fault on, everything shown is safe (the fault itself cut a green: that
+    # is what the monitor latched on)
+    rep = check_sequence(rig.spec, rig.shown[start - 1:])
+    assert rep.total == 0, str(rep)
+    assert c.monitor.fault is None and c.counters.faults == 1
