@@ -38,6 +38,7 @@ from simulation.scenario import load_scenario
 # is taken for dead, and the field hands its junction to the cabinet's own plan (SUMO's program)
 SILENT_CONTROLLER_S = 6.0
 SILENT_CONTROLLER_WALL_S = 3.0
+ROGUE_SEQ = 10**12  # sequence numbers the keyless process uses, to recognise any effect it has
 
 
 @dataclass
@@ -211,8 +212,8 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
                             res.offline_marked_after_s = msg.time - begin - t_kill_ctrl
                     elif isinstance(msg, (m.DetectorBatch,)) and msg.source == "rogue":
                         res.rogue_messages_seen += 1
-                    elif isinstance(msg, m.Refusal):
-                        res.rogue_refusals += 1 if rogue_done else 0
+                    elif isinstance(msg, m.Refusal) and msg.seq >= ROGUE_SEQ:
+                        res.rogue_refusals += 1  # a controller heard the keyless process (it must not)
                 now = time.monotonic()
                 if now >= target:
                     break
@@ -297,7 +298,7 @@ def _rogue(ep: bus.Endpoints, ids: list[str], t: float) -> None:
             pub.publish(m.TOPIC_DETECTORS, m.DetectorBatch(source="rogue", time=t,
                                                           readings=[m.DetectorReading("x", 999, 1.0, 999)]))
             for j in ids:
-                cmd = m.PhaseCommand(junction=j, action="advance", phase=0, seq=10**9 + i, issued_at=t)
+                cmd = m.PhaseCommand(junction=j, action="advance", phase=0, seq=ROGUE_SEQ + i, issued_at=t)
                 try:
                     router.send(m.encode(cmd), zmq.NOBLOCK)  # no peer will ever take it: never block
                 except zmq.Again:
