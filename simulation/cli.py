@@ -575,8 +575,8 @@ def drill(
                f"control {f(res.engine_back_after_restart_s)} after that (limit 10 s)")
     typer.echo(f"killed controller marked offline after: {f(res.offline_marked_after_s)}; others still commanded: "
                f"{res.others_commanded_after_kill}")
-    typer.echo(f"messages from the keyless process seen on the bus: {res.rogue_messages_seen}; refusals caused: "
-               f"{res.rogue_refusals}")
+    typer.echo(f"messages from the keyless process seen on the bus: {res.rogue_messages_seen}; its commands "
+               f"refused: {res.rogue_refusals}, accepted: {res.rogue_accepted}")
     typer.echo(f"delay {f(res.delay_s)} vs net's program (sumo-static, same window) {f(res.static_delay_s)}; "
                f"collisions {res.collisions}, teleports {res.teleports}")
     typer.echo(f"drill {'PASSED' if res.ok() else 'FAILED'}; wrote {out / 'drill.json'}")

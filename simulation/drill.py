@@ -62,7 +62,8 @@ class DrillResult:
     offline_marked_after_s: float | None = None  # controller killed -> engine publishes junction-offline
     others_commanded_after_kill: bool = False
     rogue_messages_seen: int = 0
-    rogue_refusals: int = 0
+    rogue_refusals: int = 0  # refusals of the keyless process's commands (it must not reach anyone)
+    rogue_accepted: int = 0  # controllers that took one of its commands
     delay_s: float | None = None
     static_delay_s: float | None = None
     collisions: int = 0
@@ -74,7 +75,7 @@ class DrillResult:
             self.local_after_kill_s is not None and self.local_after_kill_s <= self.backup_time + 1.0
             and self.engine_back_after_restart_s is not None and self.engine_back_after_restart_s <= 10.0
             and self.offline_marked_after_s is not None and self.others_commanded_after_kill
-            and self.rogue_messages_seen == 0 and self.rogue_refusals == 0
+            and self.rogue_messages_seen == 0 and self.rogue_refusals == 0 and self.rogue_accepted == 0
             and self.delay_s is not None and self.static_delay_s is not None
             and self.delay_s <= 1.10 * self.static_delay_s
             and self.collisions == 0
@@ -199,6 +200,8 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
                         if msg.junction in states and msg.time < states[msg.junction].time:
                             continue
                         states[msg.junction] = msg
+                        if msg.last_seq >= ROGUE_SEQ:
+                            res.rogue_accepted += 1
                         last_seen[msg.junction] = msg.time
                         last_seen_wall[msg.junction] = time.monotonic()
                         _observe_mode(res, msg, rel_of=lambda x: x - begin, tl=tl, t_up=t_engine_up, ids=ids,

@@ -21,6 +21,6 @@ def test_drill_kill_engine_restart_kill_controller_keyless_publisher(tmp_path):
     assert doc["local_after_kill_s"] <= doc["backup_time"] + 1.0
     assert doc["engine_back_after_restart_s"] <= 10.0
     assert doc["offline_marked_after_s"] is not None and doc["others_commanded_after_kill"]
-    assert doc["rogue_messages_seen"] == 0 and doc["rogue_refusals"] == 0
+    assert doc["rogue_messages_seen"] == 0 and doc["rogue_refusals"] == 0 and doc["rogue_accepted"] == 0
     assert doc["collisions"] == 0
     assert doc["delay_s"] <= 1.10 * doc["static_delay_s"]
