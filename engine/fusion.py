@@ -1,7 +1,7 @@
 """Sensor fusion: per-lane estimates from stop-line loops, advance loops and camera zones, with a
 health state per detector inferred from its own data. The model is documented in docs/fusion.md.
 
-``Fusion`` has the API of :class:`engine.observe.Observer` (``update(batch)``, ``observations(t)``);
+``Fusion`` takes detector batches (``update(batch)``) and gives observations (``observations(t)``);
 ``observations`` returns a :class:`engine.policies.base.FusedObservations`, a superset of
 ``Observations`` (same first four fields, same meaning), so every policy kernel accepts it.
 
