@@ -23,7 +23,7 @@ FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTO
 NAMES = ["engine", "bus", "field", "J1", "J2"]
 
 
-def _until(pred, timeout=5.0):
+def _until(pred, timeout=20.0):  # generous: CI machines are small and shared
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         r = pred()

@@ -461,7 +461,7 @@ def test_scenario_defaults_and_lists(tmp_path, resco_dir):
         f'<route-files value="{src / "ingolstadt1.rou.xml"}, r2.rou.xml"/></input></configuration>')
     sc = load_scenario(d / "sc.sumocfg")
     assert sc.name == "sc" and sc.begin == 0.0 and sc.end == 3600.0
-    assert sc.route_files == [src / "ingolstadt1.rou.xml", (d / "r2.rou.xml").resolve()]
+    assert [p.resolve() for p in sc.route_files] == [(src / "ingolstadt1.rou.xml").resolve(), (d / "r2.rou.xml").resolve()]
 
 
 def test_route_with_missing_edge(tmp_path, resco_dir):
