@@ -96,6 +96,24 @@ def safe_decode(data: bytes, stats: Stats) -> m.Message | None:
     return msg
 
 
+def _receive(sock: zmq.Socket, n_frames: int, stats: Stats) -> Iterator[tuple[list[bytes], m.Message]]:
+    """Every message waiting on ``sock`` now (non-blocking) as (frames, decoded last frame); frames of
+    the wrong count or that do not decode are counted in ``stats`` and skipped."""
+    while True:
+        if not sock.getsockopt(_EVENTS) & _POLLIN:  # cheaper than raising zmq.Again
+            return
+        try:
+            frames = sock.recv_multipart(_NOBLOCK)
+        except zmq.Again:
+            return
+        if len(frames) != n_frames:
+            stats.drop("frames")
+            continue
+        msg = safe_decode(frames[-1], stats)
+        if msg is not None:
+            yield frames, msg
+
+
 # -- forwarder -------------------------------------------------------------------------------------
 class Forwarder:
     """XSUB/XPUB forwarder (``lintas bus``). ``start()`` runs it in a daemon thread (zmq.proxy runs
@@ -212,20 +230,8 @@ class Subscriber:
 
     def drain(self) -> Iterator[tuple[bytes, m.Message]]:
         """Every message waiting now (non-blocking); malformed ones are counted and skipped."""
-        sock = self.sock
-        while True:
-            if not sock.getsockopt(_EVENTS) & _POLLIN:  # cheaper than raising zmq.Again
-                return
-            try:
-                frames = sock.recv_multipart(_NOBLOCK)
-            except zmq.Again:
-                return
-            if len(frames) != 2:
-                self.stats.drop("frames")
-                continue
-            msg = safe_decode(frames[1], self.stats)
-            if msg is not None:
-                yield frames[0], msg
+        for frames, msg in _receive(self.sock, 2, self.stats):
+            yield frames[0], msg
 
     def close(self) -> None:
         self.sock.close(0)
@@ -262,20 +268,8 @@ class CommandServer:
         return True
 
     def drain(self) -> Iterator[tuple[str, m.Message]]:
-        sock = self.sock
-        while True:
-            if not sock.getsockopt(_EVENTS) & _POLLIN:  # cheaper than raising zmq.Again
-                return
-            try:
-                frames = sock.recv_multipart(_NOBLOCK)
-            except zmq.Again:
-                return
-            if len(frames) != 2:
-                self.stats.drop("frames")
-                continue
-            msg = safe_decode(frames[1], self.stats)
-            if msg is not None:
-                yield frames[0].decode(errors="replace"), msg
+        for frames, msg in _receive(self.sock, 2, self.stats):
+            yield frames[0].decode(errors="replace"), msg
 
     def close(self) -> None:
         self.sock.close(0)
@@ -304,20 +298,8 @@ class CommandClient:
             self.stats.drop("engine-unreachable")
 
     def drain(self) -> Iterator[m.Message]:
-        sock = self.sock
-        while True:
-            if not sock.getsockopt(_EVENTS) & _POLLIN:  # cheaper than raising zmq.Again
-                return
-            try:
-                frames = sock.recv_multipart(_NOBLOCK)
-            except zmq.Again:
-                return
-            if len(frames) != 1:
-                self.stats.drop("frames")
-                continue
-            msg = safe_decode(frames[0], self.stats)
-            if msg is not None:
-                yield msg
+        for _frames, msg in _receive(self.sock, 1, self.stats):
+            yield msg
 
     def close(self) -> None:
         self.sock.close(0)

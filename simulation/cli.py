@@ -489,6 +489,7 @@ def compile_(
 ) -> None:
     import msgspec
 
+    from engine.security import safe_name
     from simulation.netcompile import compile_for_run
     from simulation.scenario import ScenarioError, load_scenario
 
@@ -499,7 +500,7 @@ def compile_(
     net.to_json(out / "network.json")
     (out / "junctions").mkdir(parents=True, exist_ok=True)
     for j in net.junctions:
-        (out / "junctions" / f"{''.join(c if c.isalnum() or c in '-_.' else '_' for c in j.id)}.json").write_bytes(
+        (out / "junctions" / f"{safe_name(j.id)}.json").write_bytes(
             msgspec.json.encode(j))
     typer.echo(f"{len(net.junctions)} junctions, {net.n_phases} green phases, {net.n_lanes} lanes, "
                f"{net.n_detectors} detectors -> {out}")

@@ -27,6 +27,7 @@ import numpy as np
 import zmq
 
 from engine import bus
+from engine.security import safe_name
 from engine import messages as m
 from simulation import metrics
 from simulation.field import SumoField, merge_additional
@@ -120,10 +121,10 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
     spec_dir = out_dir / "compiled" / "junctions"
     spec_dir.mkdir(parents=True, exist_ok=True)
     for j in net.junctions:
-        p = spec_dir / f"{_safe(j.id)}.json"
+        p = spec_dir / f"{safe_name(j.id)}.json"
         p.write_bytes(msgspec.json.encode(j))
         procs[j.id] = _spawn(["controller", str(p), *eps, "--commands", ep.commands, "--clock", "bus", "--no-lockstep",
-                              *key_args], logs / f"controller-{_safe(j.id)}.log")
+                              *key_args], logs / f"controller-{safe_name(j.id)}.log")
     from engine.security import Security
 
     ctx = zmq.Context()
@@ -313,6 +314,3 @@ def _rogue(ep: bus.Endpoints, ids: list[str], t: float) -> None:
     finally:
         ctx.destroy(linger=0)
 
-
-def _safe(s: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in s)

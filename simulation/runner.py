@@ -22,6 +22,7 @@ import zmq
 from controllers.controller import Controller, ControllerConfig
 from controllers.drivers import SumoCabinet
 from engine import bus
+from engine.security import safe_name
 from engine import messages as m
 from engine.loop import Engine
 from engine.network import Network
@@ -176,7 +177,7 @@ class City:
             spec_dir = spec.out_dir / "compiled" / "junctions"
             spec_dir.mkdir(parents=True, exist_ok=True)
             for j in net.junctions:
-                p = spec_dir / f"{_safe(j.id)}.json"
+                p = spec_dir / f"{safe_name(j.id)}.json"
                 p.write_bytes(__import__("msgspec").json.encode(j))
                 cmd = [sys.executable, "-m", "simulation.cli", "controller", str(p),
                        "--bus-in", self.ep.bus_in, "--bus-out", self.ep.bus_out, "--commands", self.ep.commands,
@@ -308,7 +309,4 @@ def dead_detectors(net: Network, spec: RunSpec) -> set[str]:
         dead |= {d for d, kd in zip(ids, net.det_kind) if kd != DET_AREA}
     return dead
 
-
-def _safe(s: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in s)
 
