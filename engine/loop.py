@@ -8,13 +8,17 @@ report (phase, interval, time in interval), never from what it asked for.
 
 In lockstep (simulation) the clock is the runner's ``tick`` messages and the engine waits, at most
 ``lockstep_wait`` wall seconds, until every online controller has reported the previous tick.
+
+With ``operator`` (an endpoint) the engine also serves operators' fault-reset requests
+(``engine/operator.py``): it checks the junction, sends the controller a ``FaultReset`` and replies
+once the controller reports its fault cleared (or after ``reset_timeout`` wall seconds that it did not).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 
 import numpy as np
 import zmq
@@ -23,6 +27,7 @@ from engine import bus
 from engine import messages as m
 from engine.fusion import Fusion
 from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE, Network
+from engine.operator import OperatorServer, Request
 from engine.policies import JunctionState, get_policy, policy_net, seed_rng, warmup
 
 log = logging.getLogger("lintas.engine")
@@ -46,6 +51,8 @@ class Engine:
         tick: float = 1.0,
         security=None,
         wall=time.monotonic,
+        operator: str | None = None,
+        reset_timeout: float = 5.0,
     ) -> None:
         self.net = network
         self.policy = get_policy(policy)
@@ -60,12 +67,22 @@ class Engine:
         self.router = bus.CommandServer(ctx, ep, security=security)
         self.sub = bus.Subscriber(ctx, ep, [m.TOPIC_DETECTORS, m.TOPIC_TICK, m.TOPIC_PLAN], security=security)
         self.pub = bus.Publisher(ctx, ep, security=security)
+        try:
+            self.desk = OperatorServer(ctx, operator, security) if operator else None
+        except Exception:
+            for s in (self.router, self.sub, self.pub):
+                s.close()
+            raise
+        self.reset_timeout = reset_timeout
+        self.resets: Counter[str] = Counter()  # operator requests by result
+        self._pending: dict[int, list[tuple[Request, str, float]]] = {}  # resets awaiting confirmation
         n_j = network.n_junctions
         self.cur_phase = network.jn_phase_ptr[:-1].astype(np.int32).copy()
         self.interval = np.full(n_j, 3, dtype=np.int8)
         self.since = np.zeros(n_j)
         self.state_time = np.full(n_j, -np.inf)
         self.online = np.zeros(n_j, dtype=np.bool_)
+        self.mode = ["starting"] * n_j  # each controller's mode, as last reported
         self.seq = np.zeros(n_j, dtype=np.int64)
         self.target = np.full(n_j, -1, dtype=np.int32)
         self.rng = seed_rng(seed, n_j)
@@ -80,7 +97,7 @@ class Engine:
         self._hb = 0
 
     def sockets(self) -> list[zmq.Socket]:
-        return [self.router.sock, self.sub.sock]
+        return [self.router.sock, self.sub.sock, *([self.desk.sock] if self.desk is not None else [])]
 
     # -- inputs --------------------------------------------------------------------------------------
     def pump(self) -> bool:
@@ -94,6 +111,12 @@ class Engine:
                     self.router.stats.drop("unknown-junction")
                     continue
                 self._on_state(j, msg)
+        if self.desk is not None:
+            for req in self.desk.drain():
+                progressed = True
+                self._on_operator(req)
+            if self._pending:
+                self._expire_resets()
         for _topic, msg in self.sub.drain():
             progressed = True
             if isinstance(msg, m.DetectorBatch):
@@ -136,6 +159,11 @@ class Engine:
         self.interval[j] = INTERVAL_CODE.get(st.interval, 3) if st.mode == "engine" else 3
         self.since[j] = st.since
         self.seq[j] = max(self.seq[j], st.last_seq)
+        self.mode[j] = st.mode
+        if st.mode != "failsafe" and j in self._pending:
+            for req, who, _deadline in self._pending.pop(j):
+                self._answer(req, st.junction, who, "ok", f"fault of {st.junction} cleared; its controller runs the "
+                             f"local plan and returns to engine control at a phase boundary")
 
     def _ready(self, t: float) -> bool:
         if not self.lockstep:
@@ -201,13 +229,63 @@ class Engine:
         return self.router.send(junction, m.FaultReset(junction=junction, seq=int(self.seq[j]), issued_at=t,
                                                        operator=operator))
 
+    # -- operators -----------------------------------------------------------------------------------
+    def _on_operator(self, req: Request) -> None:
+        """An operator's reset request: check it, send the FaultReset, answer when the controller
+        reports the fault cleared (``_on_state``) or the wait runs out (``_expire_resets``)."""
+        msg = req.msg
+        if msg is None or not msg.junction or not msg.operator:
+            why = req.error or "name the junction and the operator"
+            log.warning("operator request from key %s refused: %s", req.key or "-", why)
+            self._answer(req, msg.junction if msg else "", "", "bad-request", f"malformed request: {why} "
+                         f"(see the reset-request message in docs/protocol.md)")
+            return
+        jid = msg.junction
+        who = msg.operator if not req.key or req.key == msg.operator else f"{msg.operator} (key {req.key})"
+        j = self.net.junction_index.get(jid)
+        if j is None:
+            ids = [s.id for s in self.net.junctions]
+            sample = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+            self._answer(req, jid, who, "unknown-junction", f"no junction {jid!r} in this engine's network "
+                         f"({len(ids)} junctions: {sample})")
+            return
+        if not self.online[j]:
+            self._answer(req, jid, who, "offline", f"junction {jid} is offline: its controller does not report")
+            return
+        if self.mode[j] != "failsafe":
+            self._answer(req, jid, who, "not-faulted", f"junction {jid} has no latched fault (mode {self.mode[j]})")
+            return
+        if j not in self._pending:
+            if not self.reset(jid, who):
+                self._answer(req, jid, who, "offline", f"junction {jid} is offline: its controller is not connected")
+                return
+            log.warning("operator %s: fault reset sent to junction %s", who, jid)
+        self._pending.setdefault(j, []).append((req, who, self.wall() + self.reset_timeout))
+
+    def _expire_resets(self) -> None:
+        now = self.wall()
+        for j in [j for j, reqs in self._pending.items() if all(d <= now for _r, _w, d in reqs)]:
+            jid = self.net.junctions[j].id
+            for req, who, _deadline in self._pending.pop(j):
+                self._answer(req, jid, who, "not-confirmed", f"reset sent to {jid}, but its controller still reported "
+                             f"a fault after {self.reset_timeout:g} s (it may have refused it: see the refusal topic)")
+
+    def _answer(self, req: Request, junction: str, who: str, result: str, detail: str) -> None:
+        self.resets[result] += 1
+        if junction:
+            log.warning("operator reset of junction %s by %s: %s", junction, who or "-", result)
+            self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=self.now or 0.0, kind="operator-reset",
+                                                    detail=f"{junction} by {who or '-'}: {result}"))
+        assert self.desk is not None
+        self.desk.reply(req, m.ResetReply(junction=junction, result=result, detail=detail))  # type: ignore[arg-type]
+
     def _heartbeat(self, t: float) -> None:
         self._hb += 1
         self.pub.publish(m.TOPIC_HEARTBEAT, m.Heartbeat(sender="engine", time=t, seq=self._hb))
 
     def close(self) -> None:
-        for s in (self.router, self.sub, self.pub):
+        for s in (self.router, self.sub, self.pub, *([self.desk] if self.desk is not None else [])):
             s.close()
 
 
-__all__ = ["Engine", "DET_STOPLINE", "DET_ADVANCE", "DET_AREA"]
+__all__ = ["DET_ADVANCE", "DET_AREA", "DET_STOPLINE", "Engine"]

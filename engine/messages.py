@@ -132,6 +132,26 @@ class FaultReset(_Msg, tag="reset"):
     operator: str = ""
 
 
+class ResetRequest(_Msg, tag="reset-request"):
+    """Operator -> engine on the operator endpoint (CURVE, only keys in ``operators/``): ask the engine
+    to send a :class:`FaultReset` to ``junction``. ``operator`` names who asks (for the log)."""
+
+    junction: str = ""
+    operator: str = ""
+
+
+ResetResult = Literal["ok", "unknown-junction", "not-faulted", "offline", "not-confirmed", "bad-request"]
+
+
+class ResetReply(_Msg, tag="reset-reply"):
+    """Engine -> operator: what came of a :class:`ResetRequest`. ``result`` is ``ok`` (the controller
+    reported its fault cleared) or why not; ``detail`` says it in words."""
+
+    junction: str = ""
+    result: ResetResult = "ok"
+    detail: str = ""
+
+
 class Refusal(_Msg, tag="refusal"):
     """A command a controller refused, with the reason, topic ``refusal``."""
 
@@ -158,7 +178,8 @@ class Plan(_Msg, tag="plan"):
     flows: list[float] = []
 
 
-Message = DetectorBatch | ControllerState | PhaseCommand | Heartbeat | ClockTick | Fault | Refusal | Plan | FaultReset
+Message = (DetectorBatch | ControllerState | PhaseCommand | Heartbeat | ClockTick | Fault | Refusal | Plan | FaultReset
+           | ResetRequest | ResetReply)
 MESSAGE_TYPES: tuple[type, ...] = (
     DetectorBatch,
     ControllerState,
@@ -169,6 +190,8 @@ MESSAGE_TYPES: tuple[type, ...] = (
     Refusal,
     Plan,
     FaultReset,
+    ResetRequest,
+    ResetReply,
 )
 
 _encoder = msgspec.msgpack.Encoder()

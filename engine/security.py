@@ -8,6 +8,8 @@ Keys live in one directory (``lintas keys DIR`` creates it)::
       bus.key, bus.key_secret, field.key, ... one pair per name
       allowed/               the allow-list: public keys the engine and the bus accept
         engine.key, bus.key, field.key, ...
+      operators/             the operator allow-list: keys the engine's operator endpoint accepts
+        operator.key, ...
 
 Roles. The forwarder (``lintas bus``) serves both bus sockets with the ``bus`` key pair; the engine's
 command ROUTER serves with the ``engine`` key pair. Every connecting socket (publishers, subscribers,
@@ -16,7 +18,8 @@ only to the holder of that server's secret key (a rogue server is refused by the
 The servers run a ZAP handler (one :class:`zmq.auth.thread.ThreadAuthenticator` per context) that
 accepts exactly the public keys in ``DIR/allowed/``; a connection without keys, or with a key not in
 the list, never delivers a message. Remove a file from ``allowed/`` to revoke a key
-(:meth:`Security.reload` or a restart picks it up).
+(:meth:`Security.reload` or a restart picks it up). The engine's operator endpoint (fault resets,
+``engine/operator.py``) authenticates in its own ZAP domain against ``DIR/operators/`` only.
 
 No key is ever logged, printed, put in a ``repr`` or in an exception message: errors name files only.
 """
@@ -42,10 +45,13 @@ from zmq.utils import z85
 log = logging.getLogger("lintas.security")
 
 ZAP_DOMAIN = "lintas"
+OPERATOR_DOMAIN = "lintas-operator"
 ALLOWED_DIR = "allowed"
+OPERATORS_DIR = "operators"
 PUBLIC_SUFFIX = ".key"
 SECRET_SUFFIX = ".key_secret"
 DEFAULT_NAMES = ("engine", "bus", "field", "operator")
+DEFAULT_OPERATORS = ("operator",)  # a pair of one of these names also goes to operators/ when created
 SERVER_ROLES = ("bus", "engine")
 LOCAL_SCHEMES = ("inproc", "ipc")
 
@@ -73,24 +79,31 @@ def secret_file(directory: str | os.PathLike, name: str) -> Path:
     return Path(directory) / f"{safe_name(name)}{SECRET_SUFFIX}"
 
 
-def create_keys(directory: str | os.PathLike, names: Iterable[str] = DEFAULT_NAMES, *, force: bool = False) -> list[Path]:
+def create_keys(directory: str | os.PathLike, names: Iterable[str] = DEFAULT_NAMES, *, force: bool = False,
+                operators: Iterable[str] = ()) -> list[Path]:
     """Create a CURVE key pair ``<name>.key`` / ``<name>.key_secret`` for each name in ``directory``
     (mode 0700; secret files 0600, public ones 0644) and put each new public key in ``allowed/``.
 
-    Existing complete pairs are kept (idempotent) unless ``force``; half a pair is an error. Returns
-    the public key files, one per distinct (sanitised) name, in order. Secret files are written in a
-    private temporary folder and moved into place, so they are never readable by others."""
+    ``operators`` are more names, whose public keys also go to ``operators/`` (the allow-list of the
+    engine's operator endpoint), also when their pair already exists; a new pair named ``operator``
+    goes there too. Existing complete pairs are kept (idempotent) unless ``force``; half a pair is an
+    error. Returns the public key files, one per distinct (sanitised) name, in order. Secret files are
+    written in a private temporary folder and moved into place, so they are never readable by others."""
     d = Path(directory)
+    ops = [safe_name(n) for n in operators]
     try:
         d.mkdir(parents=True, exist_ok=True)
         os.chmod(d, 0o700)
         allowed = d / ALLOWED_DIR
         allowed.mkdir(exist_ok=True)
         os.chmod(allowed, 0o755)
+        operators_dir = d / OPERATORS_DIR
+        operators_dir.mkdir(exist_ok=True)
+        os.chmod(operators_dir, 0o755)
     except OSError as exc:
         raise SecurityError(f"cannot create key directory {d}: {exc.strerror or exc}") from None
     out: list[Path] = []
-    for raw in names:
+    for raw in [*names, *ops]:
         name = safe_name(raw)
         pub, sec = public_file(d, name), secret_file(d, name)
         if pub in out:
@@ -102,6 +115,8 @@ def create_keys(directory: str | os.PathLike, names: Iterable[str] = DEFAULT_NAM
                 raise SecurityError(f"incomplete key pair: {have} exists but {missing} is missing "
                                     f"(remove it, or recreate the pair with --force)")
             _chmod(sec, 0o600)
+            if name in ops:
+                _copy_public(pub, operators_dir)
             continue
         tmp = Path(tempfile.mkdtemp(prefix=".lintas-keys-", dir=d))  # 0700
         try:
@@ -110,14 +125,20 @@ def create_keys(directory: str | os.PathLike, names: Iterable[str] = DEFAULT_NAM
             os.chmod(tpub, 0o644)
             os.replace(tsec, sec)
             os.replace(tpub, pub)
-            shutil.copyfile(pub, allowed / pub.name)
-            os.chmod(allowed / pub.name, 0o644)
+            _copy_public(pub, allowed)
+            if name in ops or name in DEFAULT_OPERATORS:
+                _copy_public(pub, operators_dir)
         except OSError as exc:
             raise SecurityError(f"cannot write key pair {pub}: {exc.strerror or exc}") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         log.info("created key pair %s", name)
     return out
+
+
+def _copy_public(pub: Path, folder: Path) -> None:
+    shutil.copyfile(pub, folder / pub.name)
+    os.chmod(folder / pub.name, 0o644)
 
 
 def _chmod(path: Path, mode: int) -> None:
@@ -246,17 +267,26 @@ class _Authenticator(ThreadAuthenticator):
     def __init__(self, ctx: zmq.Context, allowed: Path) -> None:
         super().__init__(ctx, log=_RedactingLog(logging.getLogger("lintas.security.zap"), _KEYRING))
         self.allowed_dir = allowed
+        self.operators_dir = allowed.parent / OPERATORS_DIR
         self.names: dict[bytes, str] = {}
         self.users = 0
 
-    def load_allowed(self) -> int:
+    @staticmethod
+    def _read(folder: Path) -> dict[bytes, str]:
         names: dict[bytes, str] = {}
-        for f in sorted(self.allowed_dir.glob(f"*{PUBLIC_SUFFIX}")):
-            public, _ = _load(f, secret=False)
-            names[public] = f.name[: -len(PUBLIC_SUFFIX)]
-        _KEYRING.add(*names)
-        self.names = names
+        if folder.is_dir():
+            for f in sorted(folder.glob(f"*{PUBLIC_SUFFIX}")):
+                public, _ = _load(f, secret=False)
+                names[public] = f.name[: -len(PUBLIC_SUFFIX)]
+        return names
+
+    def load_allowed(self) -> int:
+        names = self._read(self.allowed_dir)
+        operators = self._read(self.operators_dir)  # missing folder: no operator is accepted
+        _KEYRING.add(*names, *operators)
+        self.names = {**names, **operators}
         self.certs[ZAP_DOMAIN] = {k: True for k in names}
+        self.certs[OPERATOR_DOMAIN] = {k: True for k in operators}
         self.allow_any = False
         return len(names)
 
@@ -359,9 +389,10 @@ class Security:
             self.__peers[name] = key
         return key
 
-    def server(self, sock: zmq.Socket, role: str | None = None) -> None:
+    def server(self, sock: zmq.Socket, role: str | None = None, domain: str = ZAP_DOMAIN) -> None:
         """Make ``sock`` (before it binds) a CURVE server with the ``role`` key pair (default: own),
-        accepting only allow-listed clients."""
+        accepting only allow-listed clients: ``allowed/`` for the default domain, ``operators/`` for
+        ``OPERATOR_DOMAIN``."""
         self._check_open()
         if self._auth is None or _authenticator(sock.context) is not self._auth:
             raise SecurityError(f"cannot serve as {role or self.me}: no ZAP allow-list running in this socket's context "
@@ -370,7 +401,7 @@ class Security:
         public, secret = self._server_pair(role or self.me)
         sock.curve_secretkey = secret
         sock.curve_publickey = public
-        sock.zap_domain = ZAP_DOMAIN.encode()
+        sock.zap_domain = domain.encode()
         sock.curve_server = True
 
     def client(self, sock: zmq.Socket, server: str | None = None) -> None:
@@ -453,6 +484,8 @@ def check_bind(endpoint: str, security) -> None:
 
 __all__ = [
     "DEFAULT_NAMES",
+    "DEFAULT_OPERATORS",
+    "OPERATOR_DOMAIN",
     "Security",
     "SecurityError",
     "check_bind",

@@ -66,6 +66,16 @@ class EngineCollector(Collector):
             f = CounterMetricFamily(f"lintas_engine_{name}", doc)
             f.add_metric([], value)
             yield f
+        desk = getattr(e, "desk", None)
+        if desk is not None:
+            f = CounterMetricFamily("lintas_engine_operator_dropped", "Malformed frames on the operator endpoint")
+            f.add_metric([], desk.stats.dropped)
+            yield f
+            f = CounterMetricFamily("lintas_engine_operator_resets", "Operator reset requests by result",
+                                    labels=["result"])
+            for result, n in sorted(e.resets.items()):
+                f.add_metric([result], n)
+            yield f
         on = GaugeMetricFamily("lintas_engine_junction_online", "1 while the junction's controller reports",
                                labels=["junction"])
         for spec, flag in zip(e.net.junctions, e.online):

@@ -313,20 +313,23 @@ def _load_security(keys: Path | None, me: str, ctx):
 
 
 @app.command(help="Create CURVE key pairs for --keys: NAME.key (public) and NAME.key_secret (0600) per name, "
-             "public keys copied to DIR/allowed/ (the allow-list). Existing pairs are kept. "
-             "Example: lintas keys /etc/lintas/keys --name engine --name bus --name field --name J1")
+             "public keys copied to DIR/allowed/ (the allow-list); operators' also to DIR/operators/ (who may reset "
+             "faults). Existing pairs are kept. "
+             "Example: lintas keys /etc/lintas/keys --name engine --name bus --name field --name J1 --operator budi")
 def keys(
     directory: Annotated[Path, typer.Argument(help="Key directory (created, mode 0700)")],
     name: Annotated[Optional[list[str]], typer.Option("--name", "-n", help="Key pair name; repeat. Default: engine, "
                                                       "bus, field, operator; controllers use their junction id")] = None,
+    operator: Annotated[Optional[list[str]], typer.Option("--operator", help="An operator's key pair (also listed "
+                                                          "in DIR/operators/, for lintas reset); repeat")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace existing pairs")] = False,
 ) -> None:
     from engine.security import DEFAULT_NAMES, SecurityError, create_keys, public_file, secret_file
 
-    names = name or list(DEFAULT_NAMES)
+    names = name or ([] if operator else list(DEFAULT_NAMES))
     try:
-        existed = {public_file(directory, n) for n in names if secret_file(directory, n).exists()}
-        paths = create_keys(directory, names, force=force)
+        existed = {public_file(directory, n) for n in [*names, *(operator or [])] if secret_file(directory, n).exists()}
+        paths = create_keys(directory, names, force=force, operators=operator or ())
     except SecurityError as exc:
         _fail(str(exc))
     for p in paths:  # public key files only: a secret never reaches the terminal
@@ -435,11 +438,15 @@ def engine(
     seed: Annotated[int, typer.Option()] = 0,
     keys: KeysOpt = None,
     metrics_port: MetricsOpt = None,
+    operator_endpoint: Annotated[Optional[str], typer.Option(help="Serve operators' fault resets (lintas reset) "
+                                                             "here; default with --keys: tcp://127.0.0.1:5558, "
+                                                             "without: off. 'off' turns it off")] = None,
 ) -> None:
     import zmq
 
     from engine import bus as b
     from engine.loop import Engine
+    from engine.operator import DEFAULT_OPERATOR_ENDPOINT
     from engine.service import WallTicker, serve
     from simulation.netcompile import compile_for_run
     from simulation.runner import LINTAS_POLICIES
@@ -461,11 +468,18 @@ def engine(
 
     ctx = zmq.Context.instance()
     sec = _load_security(keys, "engine", ctx)
+    if operator_endpoint is None:
+        operator_endpoint = DEFAULT_OPERATOR_ENDPOINT if sec is not None else "off"
+    desk = None if operator_endpoint == "off" else operator_endpoint
     try:
-        eng = Engine(net, policy, ep, ctx=ctx, seed=seed, lockstep=lockstep and clock == "bus", security=sec)
+        eng = Engine(net, policy, ep, ctx=ctx, seed=seed, lockstep=lockstep and clock == "bus", security=sec,
+                     operator=desk)
     except SecurityError as exc:
-        _fail(str(exc))
-    typer.echo(f"lintas engine: {len(net.junctions)} junctions, policy {policy}, clock {clock}", err=True)
+        _fail(f"--operator-endpoint: {exc}" if "operator" in str(exc) else str(exc))
+    except zmq.ZMQError as exc:
+        _fail(f"cannot bind: {exc}")
+    typer.echo(f"lintas engine: {len(net.junctions)} junctions, policy {policy}, clock {clock}"
+               f"{f', operator resets on {desk}' if desk else ''}", err=True)
     stop_metrics = _metrics(metrics_port, "engine", eng)
     try:
         if clock == "wall":
@@ -479,6 +493,49 @@ def engine(
         eng.close()
         if sec is not None:
             sec.close()
+
+
+@app.command(help="Ask the engine to clear a junction's latched fault (it sends the controller an authenticated "
+             "reset and waits until the controller reports it cleared). Exit 0 when cleared, 1 when refused, 2 on "
+             "no answer. Example: lintas reset A1 --operator budi --keys /etc/lintas/keys")
+def reset(
+    junction: Annotated[str, typer.Argument(help="Junction (traffic light) id")],
+    operator: Annotated[str, typer.Option("--operator", help="Who asks (logged by the engine and the controller); "
+                                          "with --keys, the key pair of that name if it exists, else 'operator'")],
+    keys: Annotated[Optional[Path], typer.Option("--keys", help="Key directory holding your operator key pair and "
+                                                 "engine.key; required for tcp://")] = None,
+    endpoint: Annotated[str, typer.Option(help="The engine's --operator-endpoint")] = "tcp://127.0.0.1:5558",
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the answer")] = 10.0,
+) -> None:
+    import zmq
+
+    from engine.operator import KEYLESS_SCHEMES, OperatorError, request_reset
+    from engine.security import SecurityError, secret_file
+
+    if not operator.strip():
+        _fail("--operator: name who asks")
+    if keys is None and endpoint.partition("://")[0].lower() not in KEYLESS_SCHEMES:
+        _fail(f"--keys DIR is required to reach {endpoint} (the engine accepts only operator keys there)")
+    ctx = zmq.Context()
+    sec = None
+    try:
+        if keys is not None:
+            try:
+                me = operator if secret_file(keys, operator).is_file() else "operator"
+            except SecurityError:
+                me = "operator"
+            sec = _load_security(keys, me, ctx)
+        try:
+            rep = request_reset(endpoint, junction, operator, security=sec, ctx=ctx, timeout=timeout)
+        except (OperatorError, SecurityError, zmq.ZMQError) as exc:
+            _fail(str(exc))
+    finally:
+        if sec is not None:
+            sec.close()
+        ctx.destroy(linger=0)
+    typer.echo(f"{rep.junction or junction}: {rep.result}: {rep.detail}")
+    if rep.result != "ok":
+        raise typer.Exit(1)
 
 
 @app.command(name="compile", help="Compile a scenario's traffic lights into the engine's arrays and junction specs. "
