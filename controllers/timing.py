@@ -11,6 +11,12 @@ links green in both keep their letter, all others are red; then all-red for at l
 ``allred_out_of_order``, extended while vehicles of the cleared links are still inside the junction
 (up to ``clearance_max``), because such a pair of phases may have no yield rule between them and a
 vehicle left inside would block the junction (../shared/notes/control.md).
+
+In a yellow built here, a link that was ``G`` (priority) shows ``Y``, not ``y``: in SUMO a lowercase
+letter is a link without priority, so ``G`` -> ``y`` takes the priority away from through vehicles
+still crossing the junction, and a permissive movement merging with them (``g`` -> ``y``) stops
+yielding and drives into them (cologne1, docs/safety.md). ``g`` links show ``y``. The net's own
+intermediate states are shown as the net has them.
 """
 
 from __future__ import annotations
@@ -76,13 +82,18 @@ def _keep_common_greens(state: str, cur: str, nxt: str) -> str:
     return "".join(c if (c in GREEN_CHARS and n in GREEN_CHARS) else s for s, c, n in zip(state, cur, nxt))
 
 
+def _yellow_of(c: str) -> str:
+    """The yellow of a link whose green letter is ``c``: ``Y`` keeps a priority link's priority."""
+    return "Y" if c == "G" else "y"
+
+
 def _needs_yellow(cur: str, nxt: str) -> bool:
     return any(c in GREEN_CHARS and n not in GREEN_CHARS for c, n in zip(cur, nxt))
 
 
 def _yellow_state(cur: str, nxt: str) -> str:
     return "".join(
-        ("y" if n not in GREEN_CHARS else c) if c in GREEN_CHARS else "r" for c, n in zip(cur, nxt)
+        (_yellow_of(c) if n not in GREEN_CHARS else c) if c in GREEN_CHARS else "r" for c, n in zip(cur, nxt)
     )
 
 

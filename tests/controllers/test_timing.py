@@ -76,7 +76,7 @@ def test_start_offset_does_not_shorten_the_first_green(offset):
     leaving it: the monitor has only seen what was shown, and would latch otherwise."""
     spec = small_spec(start_offset=offset)
     sig = drive(Timer(spec), 12, request=2)
-    assert sig[:5] == ["Ggrr"] * 5 and sig[5] == "yyrr"
+    assert sig[:5] == ["Ggrr"] * 5 and sig[5] == "Yyrr"
     no_violations(spec, sig)
 
 
@@ -126,7 +126,7 @@ def test_net_yellow_longer_than_three_seconds_on_real_junction():
     tm = Timer(spec)
     sig = drive(tm, 5 + 5 + 1 + 2, request=2)
     yel = sig[5]
-    assert set(yel) <= set("Ggyr") and "y" in yel
+    assert set(yel) <= set("GgyYr") and "Y" in yel
     assert sig[5:10] == [yel] * 5 and sig[10] != yel
     no_violations(spec, sig)
 
@@ -136,8 +136,8 @@ def test_out_of_order_yellow_built_from_transition_and_all_red():
     cfg = TimingConfig(allred_out_of_order=2.0)
     tm = Timer(spec, cfg)
     sig = drive(tm, 5 + 4 + 2 + 2, request=2)  # 0 -> 2 is not the net's next phase
-    # links green now and not in the target -> 'y'; others 'r'; yellow = net's 4 s (> 3 s)
-    assert sig == ["Ggrr"] * 5 + ["yyrr"] * 4 + ["rrrr"] * 2 + ["rrGg"] * 2
+    # links green now and not in the target -> 'Y' ('G') / 'y' ('g'); others 'r'; yellow = net's 4 s (> 3 s)
+    assert sig == ["Ggrr"] * 5 + ["Yyrr"] * 4 + ["rrrr"] * 2 + ["rrGg"] * 2
     no_violations(spec, sig)
 
 
@@ -168,7 +168,7 @@ def test_out_of_order_with_common_links_on_real_junction():
     yel = sig[k]
     for c, n, y in zip(cur, nxt, yel):
         if c in "Gg" and n not in "Gg":
-            assert y == "y"
+            assert y == ("Y" if c == "G" else "y")
         elif c in "Gg":
             assert y == c
         else:
@@ -195,7 +195,7 @@ def test_all_red_extended_while_occupied_up_to_clearance_max():
 
     cfg = TimingConfig(clearance_max=8.0)
     sig = drive(Timer(spec, cfg, occupied=occupied), 5 + 3 + 1 + 8 + 2, request=2)
-    assert sig[5:8] == ["yyrr"] * 3
+    assert sig[5:8] == ["Yyrr"] * 3
     assert sig[8:17] == ["rrrr"] * 9  # 1 s all-red + 8 s extension (capped)
     assert sig[17:] == ["rrGg"] * 2
     assert calls and all(c == [0, 1] for c in calls)  # asked about the cleared links
