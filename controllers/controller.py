@@ -2,8 +2,9 @@
 
 The same class runs in-process (the simulation runner pumps it) or as its own process
 (``lintas controller``). It times intervals itself (controllers/timing.py), checks every state with
-an independent conflict monitor (controllers/monitor.py) and falls back to the net's own plan when
-the engine goes quiet for ``backup_time``.
+an independent conflict monitor (controllers/monitor.py) and falls back to its local plan when
+the engine goes quiet for ``backup_time``: the net's own program, or the time-of-day plan given as
+``plan`` (controllers/localplan.py), timed by the same timer.
 
 Time is an input: in lockstep the controller's clock is the runner's ``tick`` messages; it waits
 (at most ``lockstep_wait`` wall seconds) for the engine's word on each tick so that runs are
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from controllers.drivers import HeadDriver, NullHeads
+from controllers.localplan import JunctionPlan
 from controllers.monitor import ConflictMonitor
 from controllers.timing import Timer, TimingConfig
 from engine import bus
@@ -60,8 +62,11 @@ class Controller:
         lockstep: bool = True,
         security=None,
         wall=time.monotonic,
+        plan: JunctionPlan | None = None,
     ) -> None:
         self.spec = spec
+        self.plan = plan  # time-of-day local plan (None: the net's program)
+        self.plan_name = "net"
         self.id = spec.id
         self.cfg = cfg or ControllerConfig()
         self.heads = heads or NullHeads()
@@ -228,7 +233,7 @@ class Controller:
         if self.mode == "local":
             k = timer.phase
             if timer.interval == "green":
-                timer.request = self.spec.net_next[k] if timer.since >= self.spec.fixed_green[k] else None
+                timer.request = self.spec.net_next[k] if timer.since >= self.local_green(t, k) else None
         if self.monitor.fault is None:
             signal = timer.tick(dt)
             if not self.monitor.check(signal):
@@ -253,6 +258,17 @@ class Controller:
         return signal
 
     _first_tick: float | None = None
+
+    def local_green(self, t: float, k: int) -> float:
+        """Green seconds of phase ``k`` in the local plan at clock ``t`` (the window in force, else
+        the net's); the timer still applies min and max green."""
+        if self.plan is None:
+            return self.spec.fixed_green[k]
+        name, greens = self.plan.at(t)
+        if name != self.plan_name:
+            log.info("junction %s: local plan %s -> %s at t=%.1f", self.id, self.plan_name, name, t)
+            self.plan_name = name
+        return greens[k]
 
     def _set_mode(self, mode: str, t: float) -> None:
         if mode == self.mode:

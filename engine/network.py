@@ -42,6 +42,8 @@ class JunctionSpec(msgspec.Struct, frozen=True):
     green or yellow together.
     link_in_lane / link_out_lane / link_via: lane ids per link ('' where none, e.g. crossings).
     start_phase: green phase the junction starts in; start_offset: seconds already spent in it.
+    program_greens[i]: for phase i of the net's program (SUMO's phase index, yellows included), the
+    green phase it shows, or -1 for a yellow / all-red phase (empty in specs compiled before it existed).
     """
 
     id: str
@@ -60,6 +62,7 @@ class JunctionSpec(msgspec.Struct, frozen=True):
     link_via: list[str]
     start_phase: int = 0
     start_offset: float = 0.0
+    program_greens: list[int] = []
 
     @property
     def n_phases(self) -> int:

@@ -65,6 +65,7 @@ def simulate_runs(
     params: dict[str, float] | None = None,
     fail_detectors: float = 0.0,
     dead: str | None = None,
+    local_plan: Path | None = None,
 ) -> tuple[list[dict], bool]:
     """Run every policy x seed; returns (finished runs, interrupted)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -74,7 +75,7 @@ def simulate_runs(
     specs = [
         RunSpec(scenario, p, s, out_dir, transport=transport, controllers=controllers, sumo_args=list(sumo_args or []),
                 end=end, use_traci=traci, gui=gui, params=params_for(p, params), fail_detectors=fail_detectors,
-                dead=dead)
+                dead=dead, local_plan=local_plan)
         for p in policies
         for s in range(1, seeds + 1)
     ]
@@ -130,7 +131,7 @@ def simulate_runs(
     return runs, interrupted
 
 
-def _validate(scenario: Path, policies: list[str], transport: str, controllers: str):
+def _validate(scenario: Path, policies: list[str], transport: str, controllers: str, local_plan: Path | None = None):
     from engine.bus import TRANSPORTS
     from simulation.runner import ALL_POLICIES, CONTROLLER_MODES
     from simulation.scenario import ScenarioError, load_scenario
@@ -146,9 +147,16 @@ def _validate(scenario: Path, policies: list[str], transport: str, controllers: 
         scn = load_scenario(scenario)
         from simulation.netcompile import compile_network
 
-        compile_network(scn)  # a net without traffic lights fails here, before any run
+        net = compile_network(scn)  # a net without traffic lights fails here, before any run
     except ScenarioError as exc:
         _fail(str(exc))
+    if local_plan is not None:
+        from controllers.localplan import PlanError, load_plan
+
+        try:
+            load_plan(local_plan).check_network(net.junctions)
+        except PlanError as exc:
+            _fail(str(exc))
     return scn
 
 
@@ -244,17 +252,20 @@ def simulate(
     fail_detectors: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of detectors dead from the "
                                                   "start (seeded random choice)")] = 0.0,
     dead: Annotated[Optional[str], typer.Option(help="cameras | loops: every detector of that kind dead")] = None,
+    local_plan: Annotated[Optional[Path], typer.Option(help="Time-of-day plan (TOML) the controllers run when the "
+                                                       "engine is silent (default: the net's program)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     if dead not in (None, "cameras", "loops"):
         _fail(f"--dead: unknown kind '{dead}' (choose from: cameras, loops)")
-    scn = _validate(scenario, policy, transport, controllers)
+    scn = _validate(scenario, policy, transport, controllers, local_plan)
     params = _parse_params(param, policy)
     out = work_dir or report or Path("lintas-runs")
     runs, interrupted = simulate_runs(
         scenario, policy, seeds, transport=transport, out_dir=out.resolve(), sumo_args=sumo_arg, end=end,
         controllers=controllers, jobs=1 if (gui or traci) else jobs, traci=traci or gui, gui=gui, quiet=quiet,
         params=params, fail_detectors=fail_detectors, dead=dead,
+        local_plan=local_plan.resolve() if local_plan is not None else None,
     )
     _finish(scn, runs, json_file, report, quiet)
     if interrupted:
@@ -377,10 +388,13 @@ def controller(
     keys: Annotated[Optional[Path], typer.Option("--keys", help="Key directory (lintas keys DIR): uses the pair named "
                                                  "after the junction id, else the 'controller' pair")] = None,
     metrics_port: MetricsOpt = None,
+    plan: Annotated[Optional[Path], typer.Option("--plan", help="Time-of-day local plan (TOML) to run when the "
+                                                 "engine is silent (default: the net's program)")] = None,
 ) -> None:
     import msgspec
 
     from controllers.controller import Controller, ControllerConfig
+    from controllers.localplan import PlanError, load_plan
     from engine import bus as b
     from engine.network import JunctionSpec
 
@@ -388,6 +402,13 @@ def controller(
         spec = msgspec.json.decode(spec_file.read_bytes(), type=JunctionSpec)
     except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         _fail(f"{spec_file}: not a junction spec: {exc}")
+    cfg = ControllerConfig(lockstep_wait=lockstep_wait)
+    local = None
+    if plan is not None:
+        try:
+            local = load_plan(plan).for_junction(spec, cfg.timing)
+        except PlanError as exc:
+            _fail(str(exc))
     ep = b.Endpoints(bus_in, bus_out, commands)
     sec = None
     if keys is not None:
@@ -401,8 +422,7 @@ def controller(
             _fail(str(exc))
         sec = _load_security(keys, me, zmq.Context.instance())
     try:
-        ctrl = Controller(spec, ep, cfg=ControllerConfig(lockstep_wait=lockstep_wait),
-                          lockstep=lockstep and clock == "bus", security=sec)
+        ctrl = Controller(spec, ep, cfg=cfg, lockstep=lockstep and clock == "bus", security=sec, plan=local)
     except Exception:
         if sec is not None:
             sec.close()

@@ -361,6 +361,7 @@ def _green_structure(prog: TlsProgram, min_green: float, max_green: float, yello
         "green_states": uniq, "net_next": nxt, "fixed_green": fixed, "min_green": mins, "max_green": maxs,
         "yellow": yellows, "allred": allreds, "net_transitions": transitions, "start_phase": start_phase,
         "start_offset": float(start_offset), "n_dup": n_dup,
+        "program_greens": [uidx[ph.state] if _is_green(ph.state) else -1 for ph in phases],
     }
 
 
@@ -534,6 +535,7 @@ def compile_network(
                 link_via=[L.via for L in lk],
                 start_phase=int(gs["start_phase"]),
                 start_offset=float(gs["start_offset"]),
+                program_greens=list(gs["program_greens"]),
             )
         )
         jlinks.append(lk)

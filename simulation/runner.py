@@ -65,6 +65,7 @@ class RunSpec:
     params: dict[str, float] = field(default_factory=dict)  # policy parameter overrides, by name
     fail_detectors: float = 0.0  # fraction of Lintas' detectors dead from the start (seeded choice)
     dead: str | None = None  # "cameras" or "loops": every detector of that kind dead
+    local_plan: Path | None = None  # time-of-day local plan (TOML, controllers/localplan.py) for the controllers
 
 
 _compiled: dict[tuple[str, str], tuple[Network, Path]] = {}
@@ -170,6 +171,11 @@ class City:
         self.engine = Engine(net, spec.policy, self.ep, ctx=self.ctx, seed=spec.seed, params=params,
                              lockstep_wait=spec.lockstep_wait)
         cfg = ControllerConfig(lockstep_wait=spec.lockstep_wait)
+        plans = {}
+        if spec.local_plan is not None:
+            from controllers.localplan import load_plan
+
+            plans = load_plan(spec.local_plan).check_network(net.junctions, cfg.timing)
         self.controllers: list[Controller] = []
         self.procs: list[subprocess.Popen] = []
         self.remote = spec.controllers == "process"
@@ -182,11 +188,13 @@ class City:
                 cmd = [sys.executable, "-m", "simulation.cli", "controller", str(p),
                        "--bus-in", self.ep.bus_in, "--bus-out", self.ep.bus_out, "--commands", self.ep.commands,
                        "--lockstep", "--lockstep-wait", str(spec.lockstep_wait)]
+                if spec.local_plan is not None:
+                    cmd += ["--plan", str(spec.local_plan)]
                 self.procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))
         else:
             for j in net.junctions:
                 heads = SumoCabinet(field_.conn, j.id, j.link_via)
-                self.controllers.append(Controller(j, self.ep, cfg=cfg, heads=heads, ctx=self.ctx))
+                self.controllers.append(Controller(j, self.ep, cfg=cfg, heads=heads, ctx=self.ctx, plan=plans.get(j.id)))
         self.poller = zmq.Poller()
         for s in [self.sub.sock, *self.engine.sockets(), *(s for c in self.controllers for s in c.sockets())]:
             self.poller.register(s, zmq.POLLIN)
