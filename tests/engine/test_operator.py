@@ -262,3 +262,23 @@ def test_lintas_reset_command(centre, keydir):
     assert r.stdout.startswith("Z9: unknown-junction: no junction 'Z9'")
     r = subprocess.run([*cmd[:7], "--endpoint", centre.op_ep], check=False, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--keys DIR is required" in r.stderr
+
+
+def test_lintas_keys_operator_option(tmp_path):
+    d = tmp_path / "k"
+
+    def lintas(*args):
+        return subprocess.run([sys.executable, "-m", "simulation.cli", "keys", str(d), *args], check=False, cwd=REPO,
+                              capture_output=True, text=True, timeout=60)
+
+    r = lintas()  # the default names: 'operator' is an operator
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (d / "operators").glob("*.key")) == ["operator.key"]
+    r = lintas("--operator", "budi")  # only budi's pair is made, listed in both allow-lists
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"created {d / 'budi.key'}"
+    assert (d / "operators" / "budi.key").read_bytes() == (d / "budi.key").read_bytes()
+    assert (d / "allowed" / "budi.key").is_file()
+    r = lintas("--operator", "field")  # an existing pair made an operator explicitly
+    assert r.returncode == 0 and f"kept {d / 'field.key'}" in r.stdout
+    assert sorted(p.name for p in (d / "operators").glob("*.key")) == ["budi.key", "field.key", "operator.key"]
