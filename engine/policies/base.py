@@ -230,15 +230,16 @@ class AdaptiveParam(IntEnum):
 
     SAT_HEADWAY = 0  # s per vehicle and lane when a queue discharges (default 2.0)
     LOST_TIME = 1  # s lost per phase change, yellow + all-red (default 4.0)
-    EXT_HORIZON = 2  # s, longest extension window looked at (default 10)
+    EXT_HORIZON = 2  # s, longest extension window looked at (default 20)
     KAPPA = 3  # weight of the delay imposed on other phases against the delay saved (default 2.0)
-    SCORE_HORIZON = 4  # s of predicted arrivals counted in a phase's demand (default 10)
+    SCORE_HORIZON = 4  # s of predicted arrivals counted in a phase's demand (default 20)
     AGE_WEIGHT = 5  # vehicles per second of head-of-queue wait added to a phase's demand (default 0.05)
     MAX_WAIT = 6  # s; a queue waiting this long forces a switch after min green (default 120)
     STALL_GAP = 7  # s; a served lane with a queue but no crossing for this long is stalled (default 5)
     RING = 8  # >= 0.5: the next phase is the first in ring order with demand; else the largest demand
     QUEUE_CLEAR = 9  # >= 0.5: a standing queue being discharged is one cluster, never split (default 1);
     # >= 1.5: only while it discharges at saturation (a crossing within 1.5 SAT_HEADWAY)
+    CLEAR_MAX = 10  # s of green up to which QUEUE_CLEAR holds a discharging queue (default 20 = 5 LOST_TIME)
 
 
 class RandomParam(IntEnum):
@@ -277,14 +278,15 @@ DEFAULT_PARAMS: dict[str, np.ndarray] = {
         {
             "SAT_HEADWAY": 2.0,
             "LOST_TIME": 4.0,
-            "EXT_HORIZON": 10.0,
+            "EXT_HORIZON": 20.0,
             "KAPPA": 2.0,
-            "SCORE_HORIZON": 10.0,
+            "SCORE_HORIZON": 20.0,
             "AGE_WEIGHT": 0.05,
             "MAX_WAIT": 120.0,
             "STALL_GAP": 5.0,
             "RING": 0.0,
             "QUEUE_CLEAR": 1.0,
+            "CLEAR_MAX": 20.0,
         },
     ),
 }

@@ -289,6 +289,7 @@ _AD_MAXW = int(AdaptiveParam.MAX_WAIT)
 _AD_STALL = int(AdaptiveParam.STALL_GAP)
 _AD_RING = int(AdaptiveParam.RING)
 _AD_CLEAR = int(AdaptiveParam.QUEUE_CLEAR)
+_AD_CLEAR_MAX = int(AdaptiveParam.CLEAR_MAX)
 
 
 @njit(cache=True, inline="always")
@@ -331,7 +332,8 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
     not served by cur, B(e) = sum over cur's distinct open, moving lanes of min(queue + cum[l, e], e / SAT_HEADWAY)
     (a lane is stalled, not moving, when queue > 0, gap >= STALL_GAP and since >= STALL_GAP); with
     QUEUE_CLEAR >= 0.5 also extend while an open, non-stalled lane of cur has queue >= 1 (QUEUE_CLEAR >= 1.5:
-    while such a lane discharges at saturation, gap < 1.5 SAT_HEADWAY, or since < STALL_GAP):
+    while such a lane discharges at saturation, gap < 1.5 SAT_HEADWAY, or since < STALL_GAP), as long as
+    since < CLEAR_MAX:
     extend (HOLD) if for some e in 1..min(EXT_HORIZON, phase_max[cur] - since) B(e) > 0 and
     B(e) * R > KAPPA * e * (Q_o + A_o(e) / 2); else best.
     Plan outputs: plan_next[j] = target if one, else best; plan_rem[j] = 0 if a target, else
@@ -348,6 +350,7 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
     stall = params[_AD_STALL]
     ring = params[_AD_RING] >= 0.5
     clear = params[_AD_CLEAR] >= 0.5
+    clear_max = params[_AD_CLEAR_MAX]
     clear_sat = params[_AD_CLEAR] >= 1.5  # only while discharging at saturation (gap < 1.5 SAT)
     ptr = net.jn_phase_ptr
     n_l = queue.shape[0]
@@ -427,7 +430,7 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
             else:
                 e_max = min(n_ext, int(np.floor(net.phase_max[cur] - since)))
                 extend = False
-                if clear:  # the standing queue of a discharging open lane is served whole
+                if clear and since < clear_max:  # a discharging standing queue is served whole
                     for k in range(a_c, b_c):
                         lane = net.mov_in_lane[net.phase_mov_idx[k]]
                         if clear_sat:

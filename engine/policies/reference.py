@@ -300,7 +300,8 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
                     moving = [lane for lane in open_cur if float(gap[lane]) < 1.5 * sat or since < stall]
                 else:
                     moving = [lane for lane in open_cur if lane not in stalled]
-                extend = clear and any(float(queue[lane]) >= 1.0 for lane in moving)
+                extend = (clear and since < float(params[A.CLEAR_MAX])
+                          and any(float(queue[lane]) >= 1.0 for lane in moving))
                 for e in range(1, e_max + 1):
                     if extend:
                         break

@@ -88,11 +88,12 @@ def fused_scenario(draw):
     max_wait=st.sampled_from([120.0, 5.0]),
     stall=st.sampled_from([5.0, 0.0, 1e9]),
     qc=st.sampled_from([0.0, 1.0, 2.0]),
+    clear_max=st.sampled_from([20.0, 0.0, 7.5, 1e9]),
 )
-def test_kernel_matches_reference(sc, sat, kappa, ext, score_h, ring, max_wait, stall, qc):
+def test_kernel_matches_reference(sc, sat, kappa, ext, score_h, ring, max_wait, stall, qc, clear_max):
     net, state, obs = sc
     params = POL.params(SAT_HEADWAY=sat, KAPPA=kappa, EXT_HORIZON=ext, SCORE_HORIZON=score_h, RING=ring,
-                        MAX_WAIT=max_wait, STALL_GAP=stall, QUEUE_CLEAR=qc)
+                        MAX_WAIT=max_wait, STALL_GAP=stall, QUEUE_CLEAR=qc, CLEAR_MAX=clear_max)
     out, *_ = both(net, state, obs, params)
     for j, tgt in enumerate(out):  # the rules of base.py
         if tgt == HOLD:
@@ -212,3 +213,17 @@ def test_blocked_downstream_is_not_served():
     assert out[0] == 2  # phase 1 feeds a full lane: skipped
     obs = fused(4, 1, 3, queue={1: 5.0, 2: 1.0}, space={3: 10.0})
     assert both(net, green(0, 8.0), obs)[0][0] == 1
+
+
+def test_queue_clearing_lasts_up_to_clear_max():
+    """A discharging queue is held whole up to CLEAR_MAX s of green; after that the look-ahead rule
+    decides, and 30 vehicles waiting across the junction outweigh 8 leaving at saturation."""
+    net = two_phase()
+    obs = fused(2, 1, 2, queue={0: 8.0, 1: 30.0}, gap={0: 1.0})
+    assert both(net, green(0, 10.0), obs)[0][0] == HOLD
+    assert both(net, green(0, 19.9), obs)[0][0] == HOLD
+    assert both(net, green(0, 20.0), obs)[0][0] == 1
+    # without queue clearing the same green is cut at once
+    assert both(net, green(0, 10.0), obs, POL.params(QUEUE_CLEAR=0.0))[0][0] == 1
+    # and with an unbounded CLEAR_MAX it is held to max green
+    assert both(net, green(0, 50.0), obs, POL.params(CLEAR_MAX=1e9))[0][0] == HOLD
