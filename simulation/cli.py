@@ -143,6 +143,8 @@ def _validate(scenario: Path, policies: list[str], transport: str, controllers: 
         _fail(f"--transport: unknown transport '{transport}' (choose from: {', '.join(TRANSPORTS)})")
     if controllers not in CONTROLLER_MODES:
         _fail(f"--controllers: unknown mode '{controllers}' (choose from: {', '.join(CONTROLLER_MODES)})")
+    if controllers == "process" and transport == "inproc":
+        _fail("--controllers process needs --transport ipc or tcp: inproc sockets do not cross processes")
     try:
         scn = load_scenario(scenario)
         from simulation.netcompile import compile_network

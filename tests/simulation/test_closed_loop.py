@@ -90,7 +90,7 @@ def _netgen(tmp_path: Path, *extra: str) -> Path:
 @pytest.mark.parametrize(
     "case",
     ["missing-path", "no-cfg", "no-traffic-lights", "missing-edge", "unknown-policy", "unknown-transport",
-     "unknown-controllers", "bad-sumocfg"],
+     "unknown-controllers", "process-over-inproc", "bad-sumocfg"],
 )
 def test_bad_input_one_line_exit_2(tmp_path, case):
     args: list[str]
@@ -115,6 +115,8 @@ def test_bad_input_one_line_exit_2(tmp_path, case):
         args, needle = [str(DEMO), "--transport", "udp"], "--transport"
     elif case == "unknown-controllers":
         args, needle = [str(DEMO), "--controllers", "cloud"], "--controllers"
+    elif case == "process-over-inproc":
+        args, needle = [str(DEMO), "--controllers", "process", "--transport", "inproc"], "--transport ipc or tcp"
     else:
         cfg = tmp_path / "x.sumocfg"
         cfg.write_text("<configuration><input></input>")
