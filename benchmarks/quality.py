@@ -2,7 +2,8 @@
 sumo-static, the sensor-failure table, and waiting time, throughput and CO2 of adaptive against
 sumo-actuated. Every run goes through ``lintas simulate``'s runner (one fresh process per run).
 
-    lintas bench quality [--seeds 5] [--map PATH ...] [--out benchmarks/results]
+    lintas bench quality [--seeds 5] [--other-seeds N] [--failure-seeds N] [--resume] [--map PATH ...]
+                         [--out benchmarks/results]
 
 Writes ``quality.md`` and ``quality.json`` under the output folder.
 """
@@ -10,6 +11,7 @@ Writes ``quality.md`` and ``quality.json`` under the output folder.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -38,24 +40,55 @@ def _ms(vals: list[float]) -> tuple[float, float]:
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
+def _cache_key(name: str, label: str, policy: str, seed: int) -> str:
+    return f"{name}|{label}|{policy}|{seed}"
+
+
 def run(maps: list[Path], seeds: int, out: Path, *, policies=POLICIES, failures: bool = True, jobs: int = 2,
-        flagship: str = "adaptive") -> dict:
+        flagship: str = "adaptive", other_seeds: int | None = None, failure_seeds: int | None = None,
+        resume: bool = False) -> dict:
+    """Every map x policy over ``seeds`` seeds (``other_seeds`` for Lintas' simple policies fixed, actuated
+    and maxpressure), the flagship under each sensor failure over ``failure_seeds``. Finished runs are
+    kept in ``out/work/runs.json`` after each group; ``resume`` reuses them (same code assumed)."""
     from simulation.cli import simulate_runs
     from simulation.scenario import load_scenario
 
-    doc: dict = {"benchmark": "quality", "seeds": seeds, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                 "machine": {"python": platform.python_version(), "node": platform.node()},
+    other_seeds = seeds if other_seeds is None else other_seeds
+    failure_seeds = seeds if failure_seeds is None else failure_seeds
+    cache_path = out / "work" / "runs.json"
+    cache: dict = json.loads(cache_path.read_text()) if resume and cache_path.exists() else {}
+
+    def runs_for(mp: Path, name: str, label: str, policy: str, n: int, **kw) -> list[dict]:
+        keys = [_cache_key(name, label, policy, s) for s in range(1, n + 1)]
+        if not all(k in cache for k in keys):
+            work = (out / "work" / (name if label == "all" else f"{name}-{label[:8]}")).resolve()
+            got, interrupted = simulate_runs(mp, [policy], n, out_dir=work, jobs=jobs, quiet=True, **kw)
+            if interrupted:
+                raise KeyboardInterrupt
+            for r in got:
+                r.pop("delay_by_arrival", None)
+                r.pop("queue_by_junction", None)
+                cache[_cache_key(name, label, policy, r["seed"])] = r
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            cache_path.write_text(json.dumps(cache, default=str))
+        return [cache[k] for k in keys if k in cache]
+
+    doc: dict = {"benchmark": "quality", "seeds": seeds, "other_seeds": other_seeds, "failure_seeds": failure_seeds,
+                 "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                 "machine": {"python": platform.python_version(), "node": platform.node(),
+                             "cpus": os.cpu_count()},
                  "maps": {}, "failures": {}, "extra": {}}
+    simple = {"fixed", "actuated", "maxpressure"}
     for mp in maps:
         name = load_scenario(mp).name
-        runs, _ = simulate_runs(mp, list(policies), seeds, out_dir=(out / "work" / name).resolve(), jobs=jobs,
-                                sumo_args=EMISSIONS, quiet=True)
+        runs: list[dict] = []
+        for policy in policies:
+            n = other_seeds if policy in simple else seeds
+            runs += runs_for(mp, name, "all", policy, n, sumo_args=EMISSIONS)
         doc["maps"][name] = {"runs": runs}
-        if failures and flagship in policies:
+        if failures and flagship in policies and failure_seeds > 0:
             for label, kw in FAILURES.items():
-                fr, _ = simulate_runs(mp, [flagship], seeds, out_dir=(out / "work" / f"{name}-{label[:8]}").resolve(),
-                                      jobs=jobs, quiet=True, **kw)
-                doc["failures"].setdefault(name, {})[label] = fr
+                doc["failures"].setdefault(name, {})[label] = runs_for(mp, name, label, flagship, failure_seeds, **kw)
     return doc
 
 
@@ -67,7 +100,11 @@ def _by_policy(runs: list[dict], key: str) -> dict[str, tuple[float, float]]:
 
 
 def markdown(doc: dict, flagship: str = "adaptive") -> str:
-    out = [f"# Control quality (RESCO delay, s; mean ± std over {doc['seeds']} seeds; SUMO 1.28)", ""]
+    out = [f"# Control quality (RESCO delay, s; mean ± std over {doc['seeds']} seeds; SUMO 1.28)", "",
+           f"Seeds: {doc['seeds']} for {flagship} and the SUMO baselines, {doc.get('other_seeds', doc['seeds'])} for "
+           f"fixed, actuated and maxpressure, {doc.get('failure_seeds', doc['seeds'])} per sensor failure. "
+           f"Machine: {doc['machine'].get('node')} ({doc['machine'].get('cpus')} CPUs), "
+           f"Python {doc['machine'].get('python')}, {doc['time']}.", ""]
     names = list(doc["maps"])
     pols = list(dict.fromkeys(r["policy"] for n in names for r in doc["maps"][n]["runs"]))
     out.append("| map | " + " | ".join(pols) + " | best published |")
@@ -87,10 +124,11 @@ def markdown(doc: dict, flagship: str = "adaptive") -> str:
     out.append(f"Collisions in {flagship} runs: " + ", ".join(f"{n} {c}" for n, c in coll.items()))
     if doc["failures"]:
         out += ["", f"## Sensor failures ({flagship}, delay s, change against all sensors working)", "",
-                "| map | all working | " + " | ".join(FAILURES) + " | sumo-actuated |", "|---|" + "---:|" * (len(FAILURES) + 2)]
+                "| map | all working (same seeds) | " + " | ".join(FAILURES) + " | sumo-actuated |", "|---|" + "---:|" * (len(FAILURES) + 2)]
         for n, fails in doc["failures"].items():
             d = _by_policy(doc["maps"][n]["runs"], "delay_s")
-            base = d.get(flagship, (float("nan"), 0))[0]
+            seeds = {r["seed"] for label in fails for r in fails[label]}
+            base = _ms([r["delay_s"] for r in doc["maps"][n]["runs"] if r["policy"] == flagship and r["seed"] in seeds])[0]
             cells = [f"{base:.1f}"]
             for label in FAILURES:
                 mu, sd = _ms([r["delay_s"] for r in fails.get(label, [])])

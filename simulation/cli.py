@@ -730,6 +730,9 @@ def bench_quality(
     failures: Annotated[bool, typer.Option(help="Also run the sensor-failure table")] = True,
     out: Annotated[Path, typer.Option()] = Path("benchmarks/results"),
     jobs: Annotated[int, typer.Option(min=1)] = max(1, min(2, os.cpu_count() or 1)),
+    other_seeds: Annotated[Optional[int], typer.Option(min=1, help="Seeds for fixed, actuated, maxpressure (default: --seeds)")] = None,
+    failure_seeds: Annotated[Optional[int], typer.Option(min=0, help="Seeds per sensor failure (default: --seeds)")] = None,
+    resume: Annotated[bool, typer.Option(help="Reuse the finished runs kept under OUT/work/runs.json")] = False,
 ) -> None:
     from benchmarks import quality
 
@@ -737,7 +740,12 @@ def bench_quality(
     policies = policy or quality.POLICIES
     for scenario_path in maps:
         _validate(scenario_path, policies, "inproc", "inprocess")
-    doc = quality.run(maps, seeds, out, policies=policies, failures=failures, jobs=jobs)
+    try:
+        doc = quality.run(maps, seeds, out, policies=policies, failures=failures, jobs=jobs, other_seeds=other_seeds,
+                          failure_seeds=failure_seeds, resume=resume)
+    except KeyboardInterrupt:
+        typer.echo(f"lintas: interrupted; finished runs are kept in {out / 'work' / 'runs.json'} (use --resume)", err=True)
+        raise typer.Exit(130) from None
     md, js = quality.write(doc, out)
     typer.echo(md.read_text())
     typer.echo(f"wrote {md} and {js}")
