@@ -55,6 +55,7 @@ class FusionConfig:
     r_camera = 1.0
     r_empty = 0.25
     r_full = 1.0
+    sat_headway = 2.0  # s per vehicle leaving a queue on green (departure model of a lane without departure sensor)
 
 
 def _first_by_kind(network: Network, kind: int) -> np.ndarray:
@@ -124,6 +125,24 @@ class Fusion:
         self.cam_cap = np.maximum(cam_len / c.jam_spacing, 1.0)
         self.beyond_cap = np.maximum(lane_len - np.maximum(self.det_range, 0.0), 0.0) / c.jam_spacing
         self.rate_est = np.zeros(n_l)
+        # lanes of the same approach (edge): a lane whose own sensors cannot see its queue borrows its
+        # neighbours' (vehicles spread over the lanes of an approach)
+        served: dict[int, set] = {}
+        ptr = np.asarray(network.phase_mov_ptr)
+        for p in range(len(ptr) - 1):
+            for k in range(int(ptr[p]), int(ptr[p + 1])):
+                served.setdefault(int(network.mov_in_lane[int(network.phase_mov_idx[k])]), set()).add(p)
+        # lanes each green phase serves, and the green phase each junction shows (from its state reports):
+        # the departure model of a lane that has no sensor at its stop line
+        self._phase_lanes = np.zeros((len(ptr) - 1, n_l), dtype=np.bool_)
+        for lane_i, ps in served.items():
+            self._phase_lanes[list(ps), lane_i] = True
+        self._green_phase = np.full(len(network.jn_phase_ptr) - 1, -1, dtype=np.int64)
+        # same approach and served by the same phases: the lanes of one movement group
+        edges = [(lid.rsplit("_", 1)[0], tuple(sorted(served.get(i, ())))) for i, lid in enumerate(network.lane_ids)]
+        eidx = {e: i for i, e in enumerate(dict.fromkeys(edges))}
+        self._edge = np.asarray([eidx[e] for e in edges], dtype=np.int64)
+        self._n_edges = len(eidx)
         self.last_cross = np.full(n_l, -NEVER)
         self.queue_since = np.full(n_l, NEVER)
         self.prof_det = np.zeros((n_l, c.horizon))  # detected arrivals (advance loop), not yet due
@@ -149,6 +168,10 @@ class Fusion:
         self._obs: FusedObservations | None = None
 
     # -- input -----------------------------------------------------------------------------------
+    def set_signal(self, j: int, phase: int) -> None:
+        """Junction ``j`` shows green phase ``phase`` (global index), or -1 for anything else."""
+        self._green_phase[j] = phase
+
     def update(self, batch: m.DetectorBatch) -> None:
         idx = self.net.det_index
         count, occ, halt, fresh = self.count, self.occ, self.halt, self.fresh
@@ -332,7 +355,13 @@ class Fusion:
 
         # loop model (Kalman-style): x = vehicles between advance loop and stop line
         inflow = np.where(adv_ok, adv_n, self.rate_est * dt)
-        outflow = np.where(sl_ok, sl_n, np.where(cam_ok, cam_dn, 0.0))
+        # no departure sensor (stop-line loop and camera both unusable): vehicles leave at saturation flow
+        # while the lane shows green
+        no_dep = ~sl_ok & ~cam_ok
+        gp = self._green_phase[self._green_phase >= 0]
+        green = self._phase_lanes[gp].any(axis=0) if gp.size else np.zeros(n_l, dtype=np.bool_)
+        modelled = np.where(no_dep & green, np.minimum(self.x, dt / c.sat_headway), 0.0)
+        outflow = np.where(sl_ok, sl_n, np.where(cam_ok, cam_dn, modelled))
         self.x = np.maximum(self.x + inflow - outflow, 0.0)
         self.P = self.P + c.q_proc + c.q_per_veh * (inflow + outflow)
         zc = np.minimum(cam_n, self.sec_cap + 1.0)
@@ -349,9 +378,6 @@ class Fusion:
         self.x = np.where(~cam_ok & (self.sl_cover >= 2.0), np.maximum(self.x, 1.0), self.x)
         # physical bound: the section between the loops holds at most its storage
         self.x = np.minimum(self.x, self.sec_cap + 1.0)
-        # no departure sensor (stop-line loop and camera both unusable): the count cannot be closed, so
-        # no queue is assumed unless it covers the advance loop
-        no_dep = ~sl_ok & ~cam_ok
 
         # arrival profile: shift one bin, add new advance-loop crossings at their free-flow ETA
         H = c.horizon
@@ -368,9 +394,14 @@ class Fusion:
         en_route = pd.sum(axis=1)
         q_loop = np.maximum(self.x - en_route, 0.0)
         q_loop = np.where(sl_ok & (sl_o == 0) & (self.sl_cover == 0) & ~(self.adv_cover > 0), 0.0, q_loop)
-        q_loop = np.where(no_dep, np.where(self.adv_cover > 0, self.sec_cap + 1.0, 0.0), q_loop)
+        q_loop = np.where(no_dep & ~adv_ok, np.where(self.adv_cover > 0, self.sec_cap + 1.0, 0.0), q_loop)
         beyond = np.minimum(self.rate_est * self.adv_cover, self.beyond_cap)
         q_loop = q_loop + np.where(self.adv_cover > 0, beyond, 0.0)  # the queue beyond the advance loop
+        # a stop-line loop covered by a standing vehicle for s seconds: the queue has stood that long, and the
+        # lane's arrivals since then joined it (a lower bound where the count between the loops has drifted,
+        # and the only queue estimate of a lane whose advance loop is gone)
+        q_loop = np.maximum(q_loop, np.where(self.sl_cover >= 2.0,
+                                             np.minimum(1.0 + self.rate_est * self.sl_cover, self.capacity), 0.0))
         # a camera zone full of standing vehicles: the queue goes on beyond it, growing at the arrival rate
         self.cam_full = np.where(cam_ok & (cam_h >= 0.75 * self.cam_cap), self.cam_full + dt, 0.0)
         q_cam = cam_h + np.minimum(self.rate_est * self.cam_full, self.beyond_cap)
@@ -387,21 +418,33 @@ class Fusion:
                     take = min(row[kk], rem)
                     row[kk] -= take
                     rem -= take
-        known = any_ok
+        # a lane that sees its queue (camera, or both loops) vouches for its approach; a lane that does not
+        # takes at least the mean queue of those that do
+        strong = cam_ok | (sl_ok & adv_ok)
+        borrowed = np.zeros(n_l, dtype=np.bool_)
+        if self._n_edges < n_l and any_ok.any():
+            for vouch, takes in ((strong, any_ok & ~strong), (any_ok, ~any_ok)):
+                n_s = np.bincount(self._edge, weights=vouch.astype(np.float64), minlength=self._n_edges)
+                q_s = np.bincount(self._edge, weights=np.where(vouch, q, 0.0), minlength=self._n_edges)
+                sib = (q_s / np.maximum(n_s, 1.0))[self._edge]
+                use = takes & (n_s[self._edge] > 0)
+                q = np.where(use, np.maximum(np.where(any_ok, q, 0.0), sib), q)
+                borrowed |= use & ~any_ok
+        known = any_ok | borrowed
         self.known = known.astype(np.float64)
         # lanes without any usable sensor: a standing call (min recall), as a failed-detector controller does
         q = np.where(known, q, 1.0)
         self.queue[:] = q
-        veh = np.where(cam_ok, cam_n, np.where(no_dep, en_route, self.x) + np.where(self.adv_cover > 0, beyond, 0.0))
+        veh = np.where(cam_ok, cam_n, np.where(no_dep & ~adv_ok, en_route, self.x) + np.where(self.adv_cover > 0, beyond, 0.0))
         self.vehicles[:] = np.where(known, np.maximum(veh, q), 1.0)
         self.presence[:] = np.where(sl_ok, np.minimum(sl_o, 1.0), np.where(cam_ok & (cam_h > 0), 1.0, 0.0))
         self.rate[:] = self.rate_est
-        # head-of-queue wait: since the queue formed (camera), or, from loops alone, since the lane last
-        # discharged a vehicle while queued (a drifting loop estimate must not look like starvation);
-        # lanes without any usable sensor: 0
+        # head-of-queue wait: since the lane last discharged a vehicle while queued (stop-line crossing or a
+        # vehicle leaving the camera zone), so a queue that is served but never empties does not look like
+        # starvation; lanes without a usable sensor of their own (recall or a borrowed queue): 0
         departed = ~cam_ok & (sl_n > 0)
         self.queue_since = np.where(q >= 1.0, np.where(departed, t, np.minimum(self.queue_since, t)), NEVER)
-        self.wait[:] = np.where((q >= 1.0) & known, t - self.queue_since, 0.0)
+        self.wait[:] = np.where((q >= 1.0) & any_ok, t - self.queue_since, 0.0)
         self.space[:] = self.capacity - q
         # moving vehicles seen but not placed by the advance loop: spread over the detection range
         moving = np.maximum(self.vehicles - q - en_route, 0.0) * known

@@ -157,6 +157,7 @@ class Engine:
         self.state_time[j] = st.time
         self.cur_phase[j] = self.net.jn_phase_ptr[j] + st.phase
         self.interval[j] = INTERVAL_CODE.get(st.interval, 3) if st.mode == "engine" else 3
+        self.observer.set_signal(j, int(self.cur_phase[j]) if st.interval == "green" else -1)
         self.since[j] = st.since
         self.seq[j] = max(self.seq[j], st.last_seq)
         self.mode[j] = st.mode

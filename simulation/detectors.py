@@ -49,7 +49,7 @@ DetectorArrays = tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 @dataclass
 class DetectorLayout:
-    stopline_offset: float = 1.0  # m before the stop line
+    stopline_offset: float = 3.0  # m before the stop line: under the first waiting vehicle (SUMO stops it ~1 m short of the line)
     advance_distance: float = 40.0  # m upstream of the stop line
     area_length: float = 100.0  # m of approach covered by the E2, ending at the stop line
     period: int = 1  # aggregation period of SUMO's (discarded) file output, s

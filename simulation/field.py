@@ -39,6 +39,7 @@ class SumoField:
         self._area_junction = network.lane_junction[network.det_lane[area]].astype(np.int64)
         self._area_index = {d: i for i, d in enumerate(self._e2)}
         self.halting = np.zeros(len(self._e2))
+        self._on_loop: dict[str, frozenset] = {}  # vehicles over each loop in the last step
         self.started = False
 
     def start(self, args: Sequence[str]) -> None:
@@ -49,7 +50,9 @@ class SumoField:
         self.started = True
         tc = self.conn.constants
         for d in self._e1:
-            self.conn.inductionloop.subscribe(d, (tc.LAST_STEP_VEHICLE_NUMBER, tc.LAST_STEP_OCCUPANCY))
+            # a loop counts vehicles that arrive over it (a real loop's rising edges), so the ids are read:
+            # SUMO's last-step vehicle number counts a standing or slow vehicle again every step
+            self.conn.inductionloop.subscribe(d, (tc.LAST_STEP_VEHICLE_ID_LIST, tc.LAST_STEP_OCCUPANCY))
         for d in self._e2:
             self.conn.lanearea.subscribe(
                 d, (tc.LAST_STEP_VEHICLE_NUMBER, tc.LAST_STEP_OCCUPANCY, tc.LAST_STEP_VEHICLE_HALTING_NUMBER)
@@ -63,12 +66,18 @@ class SumoField:
         """All detector readings of the last step, as one batch."""
         tc = self._tc
         vn, oc, hn = tc.LAST_STEP_VEHICLE_NUMBER, tc.LAST_STEP_OCCUPANCY, tc.LAST_STEP_VEHICLE_HALTING_NUMBER
+        ids_var = tc.LAST_STEP_VEHICLE_ID_LIST
         Reading = m.DetectorReading
         readings = []
         dead = self.dead
+        on_loop = self._on_loop
+        empty: frozenset = frozenset()
         for d, v in self.conn.inductionloop.getAllSubscriptionResults().items():
+            ids = frozenset(v[ids_var])
+            arrived = len(ids - on_loop.get(d, empty)) if ids else 0
+            on_loop[d] = ids
             if d not in dead:
-                readings.append(Reading(d, int(v[vn]), min(max(v[oc] / 100.0, 0.0), 1.0)))
+                readings.append(Reading(d, arrived, min(max(v[oc] / 100.0, 0.0), 1.0)))
         halting = self.halting
         ai = self._area_index
         for d, v in self.conn.lanearea.getAllSubscriptionResults().items():
