@@ -28,7 +28,6 @@ def small_net(lane_ids=None, one_phase=False) -> Network:
             kinds.append(kind)
             pos.append(p)
             length.append(ln)
-    z = np.zeros(0, np.int32)
     n_p = 1 if one_phase else 0
     mv = np.arange(N_LANES if one_phase else 0, dtype=np.int32)
     return Network(
@@ -237,7 +236,7 @@ def test_neighbour_plan_becomes_predicted_arrivals_beyond_the_detectors():
 def test_stop_line_loop_alone_sees_the_queue_a_standing_vehicle_holds():
     """Only the stop-line loop left: while a vehicle stands on it, the queue has stood that long and the
     lane's arrivals since joined it (1 + rate x time covered), instead of the single vehicle it sees."""
-    f, _obs, err = run(900, drop=lambda d, t: d.endswith("L0") and "sl" not in d, lane=0)
+    _f, _obs, err = run(900, drop=lambda d, t: d.endswith("L0") and "sl" not in d, lane=0)
     assert err < 3.5  # red-phase peaks 8-12
     f2 = Fusion(small_net())
     peaks = []
@@ -252,7 +251,9 @@ def test_advance_loop_alone_departures_modelled_on_green():
     """Only the advance loop left: arrivals are counted, and the engine's signal state lets vehicles
     leave at saturation flow on green; without it the count could only grow."""
     net = small_net(one_phase=True)
-    only_adv = lambda d, t: d.endswith("L0") and "adv" not in d  # noqa: E731
+    def only_adv(d, t):
+        return d.endswith("L0") and "adv" not in d
+
     # queues that fit between the loops (peaks ~4 vehicles): the count alone would only ever grow
     _f, _obs, err_model = run(900, net=net, signal=True, drop=only_adv, lane=0, rates=(0.12, 0.1))
     _f, _obs, err_blind = run(900, net=net, signal=False, drop=only_adv, lane=0, rates=(0.12, 0.1))

@@ -51,7 +51,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_loops_count_each_vehicle_once_and_see_the_first_waiting_vehicle(tmp_path):
-    r = subprocess.run([sys.executable, "-c", SCRIPT, str(DEMO), str(tmp_path)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-c", SCRIPT, str(DEMO), str(tmp_path)], capture_output=True, text=True, check=False,
                        timeout=600, cwd=Path(__file__).resolve().parents[2])
     assert r.returncode == 0, r.stderr[-2000:]
     total_seen, total_counted, wrong, standing = map(int, r.stdout.split())
