@@ -209,7 +209,7 @@ def test_resco_detectors_load_in_sumo(compiled, m):
         assert kinds in ([DET_STOPLINE, DET_ADVANCE, DET_AREA], [DET_STOPLINE, DET_AREA]), net.lane_ids[li]
         if DET_ADVANCE not in kinds:
             assert net.lane_length[li] < 15.0 + 1e-6
-    assert (net.det_pos[net.det_kind == DET_STOPLINE] <= 1.0 + 1e-6).all()
+    assert (net.det_pos[net.det_kind == DET_STOPLINE] <= DetectorLayout().stopline_offset + 1e-6).all()
     adv = net.det_kind == DET_ADVANCE
     # 40 m upstream, or the end of the lane before the junction where 40 m falls inside it
     assert (net.det_pos[adv] > 1.0).all() and (net.det_pos[adv] <= 60.0).all()
