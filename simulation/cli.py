@@ -22,7 +22,7 @@ app = typer.Typer(
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SCENARIO = REPO / "scenarios" / "bunda_kota"
-DEMO_POLICIES = ["sumo-static", "sumo-actuated", "fixed", "actuated", "maxpressure"]
+DEMO_POLICIES = ["sumo-static", "sumo-actuated", "sumo-delay", "fixed", "actuated", "maxpressure", "adaptive"]
 
 
 def _fail(msg: str) -> None:
