@@ -125,8 +125,7 @@ class Fusion:
         self.cam_cap = np.maximum(cam_len / c.jam_spacing, 1.0)
         self.beyond_cap = np.maximum(lane_len - np.maximum(self.det_range, 0.0), 0.0) / c.jam_spacing
         self.rate_est = np.zeros(n_l)
-        # lanes of the same approach (edge): a lane whose own sensors cannot see its queue borrows its
-        # neighbours' (vehicles spread over the lanes of an approach)
+        # the green phases serving each lane
         served: dict[int, set] = {}
         ptr = np.asarray(network.phase_mov_ptr)
         for p in range(len(ptr) - 1):
@@ -138,7 +137,8 @@ class Fusion:
         for lane_i, ps in served.items():
             self._phase_lanes[list(ps), lane_i] = True
         self._green_phase = np.full(len(network.jn_phase_ptr) - 1, -1, dtype=np.int64)
-        # same approach and served by the same phases: the lanes of one movement group
+        # movement groups: lanes of the same approach (edge) served by the same phases; a lane whose own
+        # sensors cannot see its queue borrows the group's (vehicles spread over the lanes of a group)
         edges = [(lid.rsplit("_", 1)[0], tuple(sorted(served.get(i, ())))) for i, lid in enumerate(network.lane_ids)]
         eidx = {e: i for i, e in enumerate(dict.fromkeys(edges))}
         self._edge = np.asarray([eidx[e] for e in edges], dtype=np.int64)
@@ -439,9 +439,9 @@ class Fusion:
         self.vehicles[:] = np.where(known, np.maximum(veh, q), 1.0)
         self.presence[:] = np.where(sl_ok, np.minimum(sl_o, 1.0), np.where(cam_ok & (cam_h > 0), 1.0, 0.0))
         self.rate[:] = self.rate_est
-        # head-of-queue wait: since the lane last discharged a vehicle while queued (stop-line crossing or a
-        # vehicle leaving the camera zone), so a queue that is served but never empties does not look like
-        # starvation; lanes without a usable sensor of their own (recall or a borrowed queue): 0
+        # head-of-queue wait: since the queue formed (camera), or, from loops alone, since the lane last
+        # discharged a vehicle while queued (a drifting loop estimate must not look like starvation);
+        # lanes without a usable sensor of their own (a standing call or a borrowed queue): 0
         departed = ~cam_ok & (sl_n > 0)
         self.queue_since = np.where(q >= 1.0, np.where(departed, t, np.minimum(self.queue_since, t)), NEVER)
         self.wait[:] = np.where((q >= 1.0) & any_ok, t - self.queue_since, 0.0)
