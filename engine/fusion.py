@@ -349,10 +349,6 @@ class Fusion:
         a = dt / c.rate_tau
         self.rate_est = np.where(any_ok, (1 - a) * self.rate_est + a * arr / dt, self.rate_est)
 
-        # gap: last crossing of a healthy loop; cameras' departures where no loop is healthy
-        crossed = (sl_n > 0) | (adv_n > 0) | (~(sl_ok | adv_ok) & (cam_dn > 0))
-        self.last_cross[crossed] = t
-
         # loop model (Kalman-style): x = vehicles between advance loop and stop line
         inflow = np.where(adv_ok, adv_n, self.rate_est * dt)
         # no departure sensor (stop-line loop and camera both unusable): vehicles leave at saturation flow
@@ -362,6 +358,11 @@ class Fusion:
         green = self._phase_lanes[gp].any(axis=0) if gp.size else np.zeros(n_l, dtype=np.bool_)
         modelled = np.where(no_dep & green, np.minimum(self.x, dt / c.sat_headway), 0.0)
         outflow = np.where(sl_ok, sl_n, np.where(cam_ok, cam_dn, modelled))
+        # gap: since the last vehicle crossed a healthy loop or left the lane; departures come from the
+        # stop-line loop, else the camera, else the departure model (a queue standing between the advance
+        # loop and the stop line discharges without crossing the advance loop: its gap must not look stalled)
+        crossed = (sl_n > 0) | (adv_n > 0) | (~sl_ok & (cam_dn > 0)) | (modelled > 0)
+        self.last_cross[crossed] = t
         self.x = np.maximum(self.x + inflow - outflow, 0.0)
         self.P = self.P + c.q_proc + c.q_per_veh * (inflow + outflow)
         zc = np.minimum(cam_n, self.sec_cap + 1.0)
@@ -440,9 +441,10 @@ class Fusion:
         self.presence[:] = np.where(sl_ok, np.minimum(sl_o, 1.0), np.where(cam_ok & (cam_h > 0), 1.0, 0.0))
         self.rate[:] = self.rate_est
         # head-of-queue wait: since the queue formed (camera), or, from loops alone, since the lane last
-        # discharged a vehicle while queued (a drifting loop estimate must not look like starvation);
+        # discharged a vehicle while queued (a drifting loop estimate must not look like starvation); a lane
+        # without a departure sensor discharges, by its departure model, whenever it shows green;
         # lanes without a usable sensor of their own (a standing call or a borrowed queue): 0
-        departed = ~cam_ok & (sl_n > 0)
+        departed = ~cam_ok & ((sl_n > 0) | (modelled > 0))
         self.queue_since = np.where(q >= 1.0, np.where(departed, t, np.minimum(self.queue_since, t)), NEVER)
         self.wait[:] = np.where((q >= 1.0) & any_ok, t - self.queue_since, 0.0)
         self.space[:] = self.capacity - q

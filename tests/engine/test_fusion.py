@@ -260,6 +260,27 @@ def test_advance_loop_alone_departures_modelled_on_green():
     assert err_model < 0.5 and err_blind > 3.0
 
 
+def test_advance_loop_alone_green_discharge_is_not_a_stall_nor_starvation():
+    """Only the advance loop left: while the lane shows green and its modelled queue discharges, its gap
+    stays short (a queue standing between the loops leaves without crossing the advance loop; an
+    advance-loop gap would make the policy call the lane stalled and cut its green at the minimum), and
+    its head-of-queue wait restarts (each green serves it: no false starvation)."""
+    net = small_net(one_phase=True)
+    f = Fusion(net)
+    gaps_green, waits = [], []
+    for t, batch, _truth in stream(900, drop=lambda d, t: d.endswith("L0") and "adv" not in d, rates=(0.12, 0.1)):
+        green = (t % 60) >= 30
+        f.set_signal(0, 0 if green else -1)
+        f.update(batch)
+        obs = f.observations(t)
+        if t > 120:
+            waits.append(obs.wait[0])
+            if green and obs.queue[0] >= 1.0:
+                gaps_green.append(obs.gap[0])
+    assert gaps_green and max(gaps_green) <= 1.0
+    assert max(waits) < 60.0  # at most one red (30 s) plus the green it takes to clear
+
+
 def test_lane_without_sensors_borrows_its_neighbours_queue():
     """Two lanes of one approach served by the same phase: the one whose sensors are all gone takes
     the queue of the one that sees its own, not a standing call, and no starvation wait."""
