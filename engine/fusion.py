@@ -361,7 +361,10 @@ class Fusion:
         # gap: since the last vehicle crossed a healthy loop or left the lane; departures come from the
         # stop-line loop, else the camera, else the departure model (a queue standing between the advance
         # loop and the stop line discharges without crossing the advance loop: its gap must not look stalled)
-        crossed = (sl_n > 0) | (adv_n > 0) | (~sl_ok & (cam_dn > 0)) | (modelled > 0)
+        # (a camera's count can hold steady while vehicles leave and others enter its zone: on green, vehicles
+        # moving in the zone mean the lane flows)
+        cam_flow = cam_ok & green & (cam_n - cam_h > 0)
+        crossed = (sl_n > 0) | (adv_n > 0) | (~sl_ok & ((cam_dn > 0) | cam_flow)) | (modelled > 0)
         self.last_cross[crossed] = t
         self.x = np.maximum(self.x + inflow - outflow, 0.0)
         self.P = self.P + c.q_proc + c.q_per_veh * (inflow + outflow)

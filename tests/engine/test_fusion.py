@@ -281,6 +281,23 @@ def test_advance_loop_alone_green_discharge_is_not_a_stall_nor_starvation():
     assert max(waits) < 60.0  # at most one red (30 s) plus the green it takes to clear
 
 
+def test_camera_alone_on_green_moving_vehicles_mean_the_lane_flows():
+    """Only the camera left: on green, its count can hold steady while queued vehicles leave and new
+    ones enter the zone; vehicles moving in the zone keep the gap short, so the green is not cut as if
+    the lane had stalled."""
+    net = small_net(one_phase=True)
+    f = Fusion(net)
+    gaps_green = []
+    for t, batch, _truth in stream(900, drop=lambda d, t: d.endswith("L0") and "cam" not in d, rates=(0.4, 0.1)):
+        green = (t % 60) >= 30
+        f.set_signal(0, 0 if green else -1)
+        f.update(batch)
+        obs = f.observations(t)
+        if t > 120 and green and obs.queue[0] >= 1.0:
+            gaps_green.append(obs.gap[0])
+    assert gaps_green and max(gaps_green) <= 1.0
+
+
 def test_lane_without_sensors_borrows_its_neighbours_queue():
     """Two lanes of one approach served by the same phase: the one whose sensors are all gone takes
     the queue of the one that sees its own, not a standing call, and no starvation wait."""
