@@ -55,6 +55,8 @@ class FusionConfig:
     r_camera = 1.0
     r_empty = 0.25
     r_full = 1.0
+    sl_empty_after = 3.0  # s of an empty, silent stop-line loop after which no queue stands at it
+    up_quiet = 6.0  # s of an empty, silent advance loop after which no queue stands beyond it
     sat_headway = 2.0  # s per vehicle leaving a queue on green (departure model of a lane without departure sensor)
 
 
@@ -120,10 +122,14 @@ class Fusion:
         self.P = np.ones(n_l)
         self.sl_cover = np.zeros(n_l)  # s the stop-line loop has been covered (occ >= 0.9, no count)
         self.adv_cover = np.zeros(n_l)
+        self.sl_empty = np.zeros(n_l)  # s the stop-line loop has been empty and silent
         self.idle = np.zeros(n_l)  # s with both loops empty and silent
         self.cam_full = np.zeros(n_l)  # s the camera zone has been full of standing vehicles
         self.cam_cap = np.maximum(cam_len / c.jam_spacing, 1.0)
         self.beyond_cap = np.maximum(lane_len - np.maximum(self.det_range, 0.0), 0.0) / c.jam_spacing
+        self.up_cap = np.maximum(lane_len - self.adv_pos, 0.0) / c.jam_spacing  # storage upstream of the advance loop
+        self.up = np.zeros(n_l)  # vehicles queued upstream of the advance loop (loop model)
+        self.adv_quiet = np.zeros(n_l)  # s the advance loop has been empty and silent
         self.rate_est = np.zeros(n_l)
         # the green phases serving each lane
         served: dict[int, set] = {}
@@ -340,6 +346,7 @@ class Fusion:
         # time the loops have been covered / silent
         self.sl_cover = np.where(sl_ok & (sl_o >= 0.9) & (sl_n == 0), self.sl_cover + dt, 0.0)
         self.adv_cover = np.where(adv_ok & (adv_o >= 0.9) & (adv_n == 0), self.adv_cover + dt, 0.0)
+        self.sl_empty = np.where(sl_ok & (sl_o == 0) & (sl_n == 0), self.sl_empty + dt, 0.0)
         quiet = sl_ok & (sl_o == 0) & (sl_n == 0) & (~adv_ok | ((adv_o == 0) & (adv_n == 0)))
         self.idle = np.where(quiet, self.idle + dt, 0.0)
 
@@ -397,10 +404,18 @@ class Fusion:
         # queue
         en_route = pd.sum(axis=1)
         q_loop = np.maximum(self.x - en_route, 0.0)
-        q_loop = np.where(sl_ok & (sl_o == 0) & (self.sl_cover == 0) & ~(self.adv_cover > 0), 0.0, q_loop)
+        # an empty stop line means no queue only once it has stayed empty longer than a discharge headway
+        # (between discharging vehicles the loop is empty for a second or two while the queue is still there)
+        q_loop = np.where(sl_ok & (self.sl_empty >= c.sl_empty_after) & ~(self.adv_cover > 0), 0.0, q_loop)
         q_loop = np.where(no_dep & ~adv_ok, np.where(self.adv_cover > 0, self.sec_cap + 1.0, 0.0), q_loop)
-        beyond = np.minimum(self.rate_est * self.adv_cover, self.beyond_cap)
-        q_loop = q_loop + np.where(self.adv_cover > 0, beyond, 0.0)  # the queue beyond the advance loop
+        # the queue beyond the advance loop: grows at the arrival rate while a standing vehicle covers the
+        # loop; when it moves, those vehicles are still there until they have crossed the loop (or the loop
+        # has stayed empty and silent long enough for no queue to be standing beyond it)
+        self.adv_quiet = np.where(adv_ok & (adv_o == 0) & (adv_n == 0), self.adv_quiet + dt, 0.0)
+        up = np.where(adv_ok & (self.adv_cover > 0), np.minimum(self.up + self.rate_est * dt, self.up_cap),
+                      np.maximum(self.up - adv_n, 0.0))
+        self.up = np.where(adv_ok & (self.adv_quiet < c.up_quiet), up, 0.0)
+        q_loop = q_loop + self.up
         # a stop-line loop covered by a standing vehicle for s seconds: the queue has stood that long, and the
         # lane's arrivals since then joined it (a lower bound where the count between the loops has drifted,
         # and the only queue estimate of a lane whose advance loop is gone)
@@ -439,7 +454,7 @@ class Fusion:
         # lanes without any usable sensor: a standing call (min recall), as a failed-detector controller does
         q = np.where(known, q, 1.0)
         self.queue[:] = q
-        veh = np.where(cam_ok, cam_n, np.where(no_dep & ~adv_ok, en_route, self.x) + np.where(self.adv_cover > 0, beyond, 0.0))
+        veh = np.where(cam_ok, cam_n, np.where(no_dep & ~adv_ok, en_route, self.x) + self.up)
         self.vehicles[:] = np.where(known, np.maximum(veh, q), 1.0)
         self.presence[:] = np.where(sl_ok, np.minimum(sl_o, 1.0), np.where(cam_ok & (cam_h > 0), 1.0, 0.0))
         self.rate[:] = self.rate_est

@@ -149,6 +149,36 @@ def test_cameras_gone_loops_alone_estimate_the_queue():
     assert f.health_summary()["area"]["dead"] == 2
 
 
+def test_loops_alone_queue_beyond_the_advance_loop_survives_the_start_of_green():
+    """Loops only. While a standing vehicle covers the advance loop, the queue beyond it grows at the
+    arrival rate; when the queue starts to move, those vehicles are still there until they have crossed
+    the loop (the estimate must not collapse to the section between the loops at the start of green),
+    and once the loop stays empty and silent the queue beyond it is gone."""
+    f = Fusion(small_net())
+
+    def tick(t, sl, adv):
+        f.update(m.DetectorBatch(source="test", time=float(t), readings=[
+            m.DetectorReading("lintas_sl_L0", sl[0], sl[1], 0), m.DetectorReading("lintas_adv_L0", adv[0], adv[1], 0)]))
+        return f.observations(float(t)).queue[0]
+
+    for t in range(300):  # free flow, one vehicle every 5 s
+        hit = t % 5 == 0
+        tick(t, (int(hit), 0.3 if hit else 0.0), (int(hit), 0.3 if hit else 0.0))
+    for t in range(300, 330):  # red: the queue builds between the loops
+        hit = t % 5 == 0
+        tick(t, (0, 1.0), (int(hit), 0.3 if hit else 0.0))
+    for t in range(330, 360):  # the queue reaches the advance loop and stands on it
+        q_red = tick(t, (0, 1.0), (0, 1.0))
+    beyond = float(f.up[0])
+    assert beyond > 3.0
+    q_start = [tick(t, (t % 2, 0.3 * (t % 2)), (t % 2, 0.3 * (t % 2))) for t in range(360, 364)]  # green
+    assert q_red > beyond
+    assert min(q_start) >= beyond  # not only the section between the loops (at most 6.3 vehicles)
+    for t in range(364, 400):  # the rest crosses, then the advance loop stays empty and silent
+        tick(t, (t % 2, 0.3 * (t % 2)), (int(t < 380 and t % 2), 0.3 * int(t < 380 and t % 2)))
+    assert f.up[0] == 0.0
+
+
 def test_loops_gone_cameras_alone():
     f, obs, err = run(600, drop=lambda d, t: "cam" not in d)
     assert err < 0.05  # the camera halting count (plus a small beyond-the-zone extrapolation at full zones)
