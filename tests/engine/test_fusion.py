@@ -328,6 +328,24 @@ def test_camera_alone_on_green_moving_vehicles_mean_the_lane_flows():
     assert gaps_green and max(gaps_green) <= 1.0
 
 
+def test_a_saturated_lane_that_is_served_every_cycle_is_not_starving():
+    """All sensors, demand above capacity: the queue never clears, but the lane discharges on every
+    green, so its head-of-queue wait restarts each cycle. (Counting from when the queue formed made every
+    saturated approach look starved; the starvation guard then switched at minimum green on every phase
+    and the lost time collapsed the junction.)"""
+    f = Fusion(small_net(one_phase=True))
+    waits, truths = [], []
+    for t, batch, truth in stream(900, rates=(0.3, 0.1)):
+        f.set_signal(0, 0 if (t % 60) >= 30 else -1)
+        f.update(batch)
+        obs = f.observations(t)
+        if t > 300:
+            waits.append(obs.wait[0])
+            truths.append(truth[0])
+    assert min(truths) >= 1  # the queue never cleared
+    assert max(waits) <= 32.0  # one red (30 s) and the step to the first departure
+
+
 def test_lane_without_sensors_borrows_its_neighbours_queue():
     """Two lanes of one approach served by the same phase: the one whose sensors are all gone takes
     the queue of the one that sees its own, not a standing call, and no starvation wait."""
