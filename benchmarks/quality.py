@@ -119,9 +119,14 @@ def markdown(doc: dict, flagship: str = "adaptive") -> str:
             cells.append(f"{mu:.1f} ± {sd:.1f}{ch}")
         out.append(f"| {n} | " + " | ".join(cells) + f" | {BEST_PUBLISHED.get(n, '–')} |")
     out += ["", "Percentages: change against sumo-static (the net's program run by SUMO).", ""]
-    coll = {n: sum(int(r.get("collisions") or 0) for r in doc["maps"][n]["runs"] if r["policy"] == flagship)
-            for n in names}
-    out.append(f"Collisions in {flagship} runs: " + ", ".join(f"{n} {c}" for n, c in coll.items()))
+    out += [f"Every {flagship} run, summed over seeds (gridlock or a vehicle left waiting to enter would show here):",
+            "", "| map | collisions | teleports | vehicles never inserted | worst delay of one vehicle, s |",
+            "|---|---:|---:|---:|---:|"]
+    for n in names:
+        fl = [r for r in doc["maps"][n]["runs"] if r["policy"] == flagship]
+        worst = max((float(r.get("delay_max_s") or 0.0) for r in fl), default=float("nan"))
+        out.append(f"| {n} | {sum(int(r.get('collisions') or 0) for r in fl)} | {sum(int(r.get('teleports') or 0) for r in fl)} | "
+                   f"{sum(int(r.get('never_inserted') or 0) for r in fl)} | {worst:.0f} |")
     if doc["failures"]:
         out += ["", f"## Sensor failures ({flagship}, delay s, change against all sensors working)", "",
                 "| map | all working (same seeds) | " + " | ".join(FAILURES) + " | sumo-actuated |", "|---|" + "---:|" * (len(FAILURES) + 2)]

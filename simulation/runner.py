@@ -39,7 +39,8 @@ ALL_POLICIES = SUMO_POLICIES + LINTAS_POLICIES
 CONTROLLER_MODES = ("inprocess", "process")
 
 
-RUN_KEYS = ("delay_s", "trip_duration_s", "waiting_s", "queue_veh", "throughput_veh", "teleports", "collisions", "vehicles")
+RUN_KEYS = ("delay_s", "trip_duration_s", "waiting_s", "queue_veh", "throughput_veh", "teleports", "collisions", "vehicles",
+            "never_inserted", "delay_max_s")
 
 EXTRA_KEYS = ("wall_s", "transport", "dead_detectors", "co2_kg", "commands_sent", "commands_accepted", "commands_refused", "faults", "fallbacks",
               "dropped_messages")

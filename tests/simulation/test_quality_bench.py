@@ -22,7 +22,8 @@ def test_resume_uses_kept_runs_and_writes_the_tables(tmp_path):
     delays = {"sumo-static": 100.0, "sumo-actuated": 50.0, "adaptive": 40.0, "fixed": 100.0}
     for pol, d in delays.items():
         for s in (1, 2):
-            cache[quality._cache_key("bunda_kota", "all", pol, s)] = _run(pol, s, d + s)
+            cache[quality._cache_key("bunda_kota", "all", pol, s)] = _run(pol, s, d + s, teleports=0, never_inserted=s - 1,
+                                                                          delay_max_s=200.0 + s)
     for label, d in zip(quality.FAILURES, (44.0, 60.0, 45.0)):
         cache[quality._cache_key("bunda_kota", label, "adaptive", 1)] = _run("adaptive", 1, d)
     (tmp_path / "work").mkdir()
@@ -36,6 +37,8 @@ def test_resume_uses_kept_runs_and_writes_the_tables(tmp_path):
     assert "| bunda_kota | 101.5 ± 0.7 | 51.5 ± 0.7 (-49%) | 101.5 ± 0.7 (+0%) | 41.5 ± 0.7 (-59%) | – |" in md
     # failures against adaptive on the same seed (seed 1: 41.0)
     assert "| bunda_kota | 41.0 | 44.0 ± 0.0 (+7%) | 60.0 ± 0.0 (+46%) | 45.0 ± 0.0 (+10%) | 51.5 |" in md
+    # adaptive's safety and service line: collisions, teleports, never inserted, worst single delay
+    assert "| bunda_kota | 0 | 0 | 1 | 202 |" in md
     # waiting, throughput, CO2 of adaptive against sumo-actuated
     assert "| bunda_kota | 20.8 / 25.8 (-19%) | 101.5 / 101.5 (+0%) | 10.0 / 10.0 (+0%) |" in md
     assert json.loads(js_path.read_text())["maps"]["bunda_kota"]["runs"][0]["policy"] == "sumo-static"
