@@ -168,10 +168,12 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_runs(tmp_path):
     while not (first.exists() and first.read_text().rstrip().endswith("</tripinfos>")):
         assert p.poll() is None and time.monotonic() - t0 < 300, "first run did not finish"
         time.sleep(0.2)
-    time.sleep(2.0)  # let the parent collect it; the second run is under way
+    time.sleep(1.0)  # let the parent collect it; a later run is under way
     p.send_signal(signal.SIGINT)
     stdout, stderr = p.communicate(timeout=120)
     assert p.returncode == 130, stderr[-2000:]
     assert "interrupted" in stderr and "Traceback" not in stderr
     runs = json.loads(out.read_text())["runs"]
-    assert [r["policy"] for r in runs] == ["sumo-static"]
+    # the finished runs, in order (on a fast machine the second may finish within that second), never all
+    done = [r["policy"] for r in runs]
+    assert 1 <= len(done) < 3 and done == ["sumo-static", "fixed", "maxpressure"][: len(done)]
