@@ -12,15 +12,16 @@ Per lane (vectorised over lanes, one NumPy pass per tick):
   corrected by pseudo-measurements from loop occupancy (empty stop line => no queue; an advance loop
   covered for several seconds => queue reaches it).
 - ``count``: vehicles on the approach (camera count, or the loop estimate).
-- ``gap``: seconds since the last vehicle crossed a healthy loop of the lane (camera departures when
-  no loop is healthy).
+- ``gap``: seconds since the last vehicle crossed a healthy loop of the lane or left it (stop-line
+  count, else camera departures or vehicles moving in the camera zone on green, else the departure
+  model on green).
 - ``presence``: stop-line occupancy (camera: 1 while vehicles stand at the stop line).
 - ``rate``: arrival rate, veh/s, exponentially smoothed (advance loop, else camera entries, else stop line).
 - ``profile[l, k]``: vehicles predicted to reach the stop line k..k+1 s from now and not yet queued:
   advance-loop crossings (free-flow travel time to the stop line), moving vehicles the camera sees
   but no loop has placed yet, and beyond the detectors the upstream junctions' planned outflows
   (``Plan`` messages, or the kernel's own plan arrays).
-- ``wait``: seconds the lane has had a standing queue (head-of-queue waiting).
+- ``wait``: head-of-queue wait: seconds the lane has had a standing queue without discharging a vehicle.
 - ``space``: free storage on the lane, in vehicles (lane length / jam spacing - queue).
 """
 
