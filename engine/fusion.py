@@ -347,9 +347,11 @@ class Fusion:
         # time the loops have been covered / silent
         self.sl_cover = np.where(sl_ok & (sl_o >= 0.9) & (sl_n == 0), self.sl_cover + dt, 0.0)
         self.adv_cover = np.where(adv_ok & (adv_o >= 0.9) & (adv_n == 0), self.adv_cover + dt, 0.0)
-        self.sl_empty = np.where(sl_ok & (sl_o == 0) & (sl_n == 0), self.sl_empty + dt, 0.0)
-        quiet = sl_ok & (sl_o == 0) & (sl_n == 0) & (~adv_ok | ((adv_o == 0) & (adv_n == 0)))
-        self.idle = np.where(quiet, self.idle + dt, 0.0)
+        sl_silent = sl_ok & (sl_o == 0) & (sl_n == 0)
+        adv_silent = adv_ok & (adv_o == 0) & (adv_n == 0)
+        self.sl_empty = np.where(sl_silent, self.sl_empty + dt, 0.0)
+        self.adv_quiet = np.where(adv_silent, self.adv_quiet + dt, 0.0)
+        self.idle = np.where(sl_silent & (~adv_ok | adv_silent), self.idle + dt, 0.0)
 
         # arrivals, departures this tick
         arr = np.where(adv_ok, adv_n, np.where(cam_ok, cam_up, sl_n))
@@ -366,14 +368,12 @@ class Fusion:
         green = self._phase_lanes[gp].any(axis=0) if gp.size else np.zeros(n_l, dtype=np.bool_)
         modelled = np.where(no_dep & green, np.minimum(self.x, dt / c.sat_headway), 0.0)
         outflow = np.where(sl_ok, sl_n, np.where(cam_ok, cam_dn, modelled))
-        # gap: since the last vehicle crossed a healthy loop or left the lane; departures come from the
-        # stop-line loop, else the camera, else the departure model (a queue standing between the advance
-        # loop and the stop line discharges without crossing the advance loop: its gap must not look stalled)
-        # (a camera's count can hold steady while vehicles leave and others enter its zone: on green, vehicles
-        # moving in the zone mean the lane flows)
-        cam_flow = cam_ok & green & (cam_n - cam_h > 0)
-        crossed = (sl_n > 0) | (adv_n > 0) | (~sl_ok & ((cam_dn > 0) | cam_flow)) | (modelled > 0)
-        self.last_cross[crossed] = t
+        # a vehicle left the lane: stop-line count, else camera departures or, on green, vehicles moving in
+        # the camera zone (its count can hold steady while vehicles leave and others enter), else the
+        # departure model. gap: since a vehicle crossed a healthy loop or left (a queue standing between the
+        # loops discharges without crossing the advance loop: its gap must not look stalled)
+        left = (sl_n > 0) | (~sl_ok & ((cam_dn > 0) | (cam_ok & green & (cam_n - cam_h > 0)))) | (modelled > 0)
+        self.last_cross[left | (adv_n > 0)] = t
         self.x = np.maximum(self.x + inflow - outflow, 0.0)
         self.P = self.P + c.q_proc + c.q_per_veh * (inflow + outflow)
         zc = np.minimum(cam_n, self.sec_cap + 1.0)
@@ -412,7 +412,6 @@ class Fusion:
         # the queue beyond the advance loop: grows at the arrival rate while a standing vehicle covers the
         # loop; when it moves, those vehicles are still there until they have crossed the loop (or the loop
         # has stayed empty and silent long enough for no queue to be standing beyond it)
-        self.adv_quiet = np.where(adv_ok & (adv_o == 0) & (adv_n == 0), self.adv_quiet + dt, 0.0)
         up = np.where(adv_ok & (self.adv_cover > 0), np.minimum(self.up + self.rate_est * dt, self.up_cap),
                       np.maximum(self.up - adv_n, 0.0))
         self.up = np.where(adv_ok & (self.adv_quiet < c.up_quiet), up, 0.0)
@@ -459,14 +458,12 @@ class Fusion:
         self.vehicles[:] = np.where(known, np.maximum(veh, q), 1.0)
         self.presence[:] = np.where(sl_ok, np.minimum(sl_o, 1.0), np.where(cam_ok & (cam_h > 0), 1.0, 0.0))
         self.rate[:] = self.rate_est
-        # head-of-queue wait: since the lane last discharged a vehicle while queued (stop-line count, else
-        # camera departures or vehicles moving in its zone on green, else the departure model on green). A
-        # lane that is served is not starving, however long its queue stands: counting from when the queue
-        # formed made every saturated approach look starved, the starvation guard then forced switches at
-        # minimum green on every phase, and the lost time collapsed the junction (demo seed 4: 73 s);
-        # lanes without a usable sensor of their own (a standing call or a borrowed queue): 0
-        departed = (sl_n > 0) | (modelled > 0) | (~sl_ok & ((cam_dn > 0) | cam_flow))
-        self.queue_since = np.where(q >= 1.0, np.where(departed, t, np.minimum(self.queue_since, t)), NEVER)
+        # head-of-queue wait: since the lane last discharged a vehicle while queued (``left``). A lane that is
+        # served is not starving, however long its queue stands: counting from when the queue formed made every
+        # saturated approach look starved, the starvation guard then forced switches at minimum green on every
+        # phase, and the lost time collapsed the junction (demo seed 4: 73 s); lanes without a usable sensor of
+        # their own (a standing call or a borrowed queue): 0
+        self.queue_since = np.where(q >= 1.0, np.where(left, t, np.minimum(self.queue_since, t)), NEVER)
         self.wait[:] = np.where((q >= 1.0) & any_ok, t - self.queue_since, 0.0)
         self.space[:] = self.capacity - q
         # moving vehicles seen but not placed by the advance loop: spread over the detection range
