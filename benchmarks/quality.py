@@ -141,14 +141,14 @@ def markdown(doc: dict, flagship: str = "adaptive") -> str:
             cells.append(f"{d.get('sumo-actuated', (float('nan'),))[0]:.1f}")
             out.append(f"| {n} | " + " | ".join(cells) + " |")
     out += ["", f"## {flagship} against sumo-actuated", "",
-            "| map | waiting s (adaptive / actuated) | throughput veh | CO2 kg |", "|---|---:|---:|---:|"]
+            "| map | waiting s (adaptive / actuated) | stops per vehicle | throughput veh | CO2 kg |", "|---|---:|---:|---:|---:|"]
     for n in names:
         runs = doc["maps"][n]["runs"]
         row = []
-        for key in ("waiting_s", "throughput_veh", "co2_kg"):
+        for key, fmt in (("waiting_s", ".1f"), ("stops_per_veh", ".2f"), ("throughput_veh", ".1f"), ("co2_kg", ".1f")):
             d = _by_policy(runs, key)
             a, b = d.get(flagship, (float("nan"),))[0], d.get("sumo-actuated", (float("nan"),))[0]
-            row.append(f"{a:.1f} / {b:.1f} ({(a - b) / b * 100:+.0f}%)" if b == b and b else f"{a:.1f} / {b:.1f}")
+            row.append(f"{a:{fmt}} / {b:{fmt}} ({(a - b) / b * 100:+.0f}%)" if b == b and b else f"{a:{fmt}} / {b:{fmt}}")
         out.append(f"| {n} | " + " | ".join(row) + " |")
     return "\n".join(out) + "\n"
 

@@ -381,6 +381,7 @@ class RunMetrics:
     depart_delay_s: float = math.nan  # mean departDelay over departed scheduled vehicles
     delay_p95_s: float = math.nan
     delay_max_s: float = math.nan
+    stops_per_veh: float = math.nan  # mean tripinfo waitingCount (times a vehicle stopped) over departed vehicles
     inserted: int = 0  # scheduled vehicles that departed
     unfinished: int = 0  # departed, still driving at the end
     never_inserted: int = 0  # scheduled, charged end - scheduled depart
@@ -442,7 +443,8 @@ def compute_metrics(
     tripinfo entry (arrived or unfinished); ``end - scheduled depart`` for a scheduled vehicle
     without one (never inserted).  Tripinfo entries of vehicles not in ``scheduled`` are ignored.
     ``trip_duration_s`` is the mean ``duration`` of arrived vehicles, ``waiting_s`` the mean
-    ``waitingTime`` of departed ones, ``throughput_veh`` the number that arrived.
+    ``waitingTime`` of departed ones, ``stops_per_veh`` their mean ``waitingCount`` (the number of times a
+    vehicle came to a halt), ``throughput_veh`` the number that arrived.
     """
     ids = list(scheduled)
     n = len(ids)
@@ -455,6 +457,7 @@ def compute_metrics(
     arrived = np.zeros(n, dtype=bool)
     duration = np.full(n, np.nan)
     waiting = np.full(n, np.nan)
+    stops = np.full(n, np.nan)
     time_loss = np.full(n, np.nan)
     depart_delay = np.full(n, np.nan)
     unscheduled = 0
@@ -474,6 +477,7 @@ def compute_metrics(
         depart_delay[i] = dd
         delay[i] = tl + dd
         waiting[i] = float(ti.get("waitingTime", "0"))
+        stops[i] = float(ti.get("waitingCount", "0"))
         arr = float(ti.get("arrival", "-1"))
         if arr >= 0:
             arrived[i] = True
@@ -531,6 +535,7 @@ def compute_metrics(
         delay_s=float(delay.mean()) if n else math.nan,
         trip_duration_s=mean(duration),
         waiting_s=mean(waiting),
+        stops_per_veh=mean(stops),
         queue_veh=queue_veh,
         throughput_veh=int(arrived.sum()),
         teleports=int(stats.get("teleports", 0)),

@@ -38,6 +38,7 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("delay_s", "Delay (s)", 1),
     ("trip_duration_s", "Trip duration (s)", 1),
     ("waiting_s", "Waiting (s)", 1),
+    ("stops_per_veh", "Stops (per veh)", 2),
     ("queue_veh", "Queue (veh)", 2),
     ("throughput_veh", "Throughput (veh)", 1),
     ("teleports", "Teleports", 1),

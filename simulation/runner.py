@@ -40,7 +40,7 @@ CONTROLLER_MODES = ("inprocess", "process")
 
 
 RUN_KEYS = ("delay_s", "trip_duration_s", "waiting_s", "queue_veh", "throughput_veh", "teleports", "collisions", "vehicles",
-            "never_inserted", "delay_max_s")
+            "never_inserted", "delay_max_s", "stops_per_veh")
 
 EXTRA_KEYS = ("wall_s", "transport", "dead_detectors", "co2_kg", "commands_sent", "commands_accepted", "commands_refused", "faults", "fallbacks",
               "dropped_messages")

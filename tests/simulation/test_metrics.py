@@ -143,9 +143,9 @@ def test_scheduled_departures_resco(name: str, count: int) -> None:
 TRIPINFO = """<?xml version="1.0" encoding="UTF-8"?>
 <tripinfos>
     <tripinfo id="old" depart="95.00" departDelay="0.00" arrival="120.00" duration="25.00" waitingTime="0.00" timeLoss="5.00"/>
-    <tripinfo id="a" depart="102.00" departDelay="2.00" arrival="160.00" duration="58.00" waitingTime="10.00" timeLoss="20.00"/>
-    <tripinfo id="b" depart="110.00" departDelay="0.00" arrival="450.00" duration="340.00" waitingTime="30.00" timeLoss="40.00"/>
-    <tripinfo id="c" depart="500.00" departDelay="20.00" arrival="-1.00" arrivalLane="" duration="100.00" waitingTime="50.00" timeLoss="60.00" vaporized="end"/>
+    <tripinfo id="a" depart="102.00" departDelay="2.00" arrival="160.00" duration="58.00" waitingTime="10.00" waitingCount="1" timeLoss="20.00"/>
+    <tripinfo id="b" depart="110.00" departDelay="0.00" arrival="450.00" duration="340.00" waitingTime="30.00" waitingCount="4" timeLoss="40.00"/>
+    <tripinfo id="c" depart="500.00" departDelay="20.00" arrival="-1.00" arrivalLane="" duration="100.00" waitingTime="50.00" waitingCount="2" timeLoss="60.00" vaporized="end"/>
     <tripinfo id="e" depart="-1" departDelay="10.00" arrival="-1.00" duration="0.00" waitingTime="0.00" timeLoss="0.00"/>
 </tripinfos>
 """
@@ -176,6 +176,7 @@ def test_compute_metrics_handmade(tmp_path: Path) -> None:
     assert m.delay_s == pytest.approx(sum(delays.values()) / 5)  # 40.4
     assert m.trip_duration_s == pytest.approx((58.0 + 340.0) / 2)  # arrived only
     assert m.waiting_s == pytest.approx((10.0 + 30.0 + 50.0) / 3)  # departed only
+    assert m.stops_per_veh == pytest.approx((1 + 4 + 2) / 3)  # waitingCount of departed vehicles
     assert m.throughput_veh == 2
     assert m.teleports == 2 and m.collisions == 1
     assert m.emergency_stops == 3 and m.emergency_braking == 4

@@ -13,7 +13,7 @@ DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "bunda_kota"
 
 
 def _run(policy, seed, delay, **extra):
-    return {"policy": policy, "seed": seed, "delay_s": delay, "waiting_s": delay / 2, "throughput_veh": 100.0 + seed,
+    return {"policy": policy, "seed": seed, "delay_s": delay, "waiting_s": delay / 2, "stops_per_veh": delay / 20, "throughput_veh": 100.0 + seed,
             "co2_kg": 10.0, "collisions": 0, **extra}
 
 
@@ -39,6 +39,6 @@ def test_resume_uses_kept_runs_and_writes_the_tables(tmp_path):
     assert "| bunda_kota | 41.0 | 44.0 ± 0.0 (+7%) | 60.0 ± 0.0 (+46%) | 45.0 ± 0.0 (+10%) | 51.5 |" in md
     # adaptive's safety and service line: collisions, teleports, never inserted, worst single delay
     assert "| bunda_kota | 0 | 0 | 1 | 202 |" in md
-    # waiting, throughput, CO2 of adaptive against sumo-actuated
-    assert "| bunda_kota | 20.8 / 25.8 (-19%) | 101.5 / 101.5 (+0%) | 10.0 / 10.0 (+0%) |" in md
+    # waiting, stops, throughput, CO2 of adaptive against sumo-actuated
+    assert "| bunda_kota | 20.8 / 25.8 (-19%) | 2.08 / 2.58 (-19%) | 101.5 / 101.5 (+0%) | 10.0 / 10.0 (+0%) |" in md
     assert json.loads(js_path.read_text())["maps"]["bunda_kota"]["runs"][0]["policy"] == "sumo-static"

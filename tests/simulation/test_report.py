@@ -23,7 +23,7 @@ def _run(policy: str, seed: int, delay: float, trip: float, wait: float, queue: 
          thr: int, tele: int, coll: int, qj: dict[str, float] | None = None) -> dict:
     return {
         "policy": policy, "seed": seed, "delay_s": delay, "trip_duration_s": trip, "waiting_s": wait,
-        "queue_veh": queue, "throughput_veh": thr, "teleports": tele, "collisions": coll, "vehicles": 2015,
+        "stops_per_veh": wait / 10, "queue_veh": queue, "throughput_veh": thr, "teleports": tele, "collisions": coll, "vehicles": 2015,
         "delay_by_arrival": [[25200.0, delay - 5], [25500.0, delay], [25800.0, delay + 5]],
         "queue_by_junction": qj if qj is not None else {"J1": queue, "J2": (queue or 0) * 2},
     }
@@ -63,7 +63,7 @@ def test_summarize_means_std_and_change(runs: list[dict]) -> None:
 def test_table_markdown_numbers(runs: list[dict]) -> None:
     md = table_markdown(runs)
     header = [c.strip() for c in md.splitlines()[0].strip("|").split("|")]
-    assert header == ["Policy", "Seeds", "Delay (s)", "Trip duration (s)", "Waiting (s)", "Queue (veh)",
+    assert header == ["Policy", "Seeds", "Delay (s)", "Trip duration (s)", "Waiting (s)", "Stops (per veh)", "Queue (veh)",
                       "Throughput (veh)", "Teleports", "Collisions", "Delay vs sumo-static"]
     rows = _rows(md)
     static, mp = rows["sumo-static"], rows["maxpressure"]
@@ -71,15 +71,17 @@ def test_table_markdown_numbers(runs: list[dict]) -> None:
     assert static[2] == "42.0 ± 2.8"  # stdev(40, 44) = 2.83
     assert static[3] == "62.0 ± 2.8"
     assert static[4] == "26.0 ± 1.4"
-    assert static[5] == "5.00 ± 1.41"
-    assert static[6] == "1998.0 ± 2.8"
-    assert static[7] == "0.0 ± 0.0"
-    assert static[9] == "baseline"
+    assert static[5] == "2.60 ± 0.14"  # stops: 2.5, 2.7
+    assert static[6] == "5.00 ± 1.41"
+    assert static[7] == "1998.0 ± 2.8"
+    assert static[8] == "0.0 ± 0.0"
+    assert static[10] == "baseline"
     assert mp[2] == "31.5 ± 2.1"
-    assert mp[5] == "2.50 ± 0.71"
-    assert mp[7] == "0.5 ± 0.7"
-    assert mp[8] == "1.0 ± 1.4"
-    assert mp[9] == "-25.0%"
+    assert mp[5] == "1.55 ± 0.07"
+    assert mp[6] == "2.50 ± 0.71"
+    assert mp[8] == "0.5 ± 0.7"
+    assert mp[9] == "1.0 ± 1.4"
+    assert mp[10] == "-25.0%"
 
 
 def test_baseline_fallbacks(runs: list[dict]) -> None:
@@ -89,13 +91,13 @@ def test_baseline_fallbacks(runs: list[dict]) -> None:
     assert resolve_baseline(["maxpressure", "sumo-static"], "maxpressure") == "maxpressure"
     # explicit baseline
     rows = _rows(table_markdown(runs, baseline_policy="maxpressure"))
-    assert rows["maxpressure"][9] == "baseline"
-    assert rows["sumo-static"][9] == f"{(42.0 - 31.5) / 31.5 * 100:+.1f}%"
+    assert rows["maxpressure"][10] == "baseline"
+    assert rows["sumo-static"][10] == f"{(42.0 - 31.5) / 31.5 * 100:+.1f}%"
     # "fixed" is the net's program when sumo-static is absent; no baseline at all gives a dash
     fixed = [dict(r, policy="fixed") if r["policy"] == "sumo-static" else r for r in runs]
     assert "Delay vs fixed" in table_markdown(fixed)
     only = [r for r in runs if r["policy"] == "maxpressure"]
-    assert _rows(table_markdown(only))["maxpressure"][9] == "–"
+    assert _rows(table_markdown(only))["maxpressure"][10] == "–"
 
 
 def test_missing_queue_and_single_seed() -> None:
@@ -103,8 +105,8 @@ def test_missing_queue_and_single_seed() -> None:
          _run("x", 1, 40.0, 60.0, 20.0, float("nan"), 1950, 0, 0, qj={})]
     rows = _rows(table_markdown(r))
     assert rows["fixed"][2] == "50.0"  # one seed: no std
-    assert rows["fixed"][5] == "–"  # no queue samples
-    assert rows["x"][9] == "-20.0%"
+    assert rows["fixed"][6] == "–"  # no queue samples
+    assert rows["x"][10] == "-20.0%"
 
 
 def test_format_table_matches_markdown(runs: list[dict]) -> None:
