@@ -466,8 +466,11 @@ class Fusion:
         self.queue_since = np.where(q >= 1.0, np.where(left, t, np.minimum(self.queue_since, t)), NEVER)
         self.wait[:] = np.where((q >= 1.0) & any_ok, t - self.queue_since, 0.0)
         self.space[:] = self.capacity - q
-        # moving vehicles seen but not placed by the advance loop: spread over the detection range
-        moving = np.maximum(self.vehicles - q - en_route, 0.0) * known
+        # moving vehicles a healthy camera sees but the advance loop has not placed: spread over the detection
+        # range. Only a camera sees them: without one, vehicles - queue - en route is the drift of the loop
+        # count (vehicles that changed lanes between the loops, or slower than predicted), and spreading it as
+        # arrivals kept phantom platoons alive (grid4x4, every camera dead: 41.1 s; without: 30.4 s)
+        moving = np.maximum(self.vehicles - q - en_route, 0.0) * cam_ok
         prof = self.profile
         prof[:] = pd
         n_bins = np.clip(np.ceil(self.det_eta).astype(np.int64), 1, H)
