@@ -170,6 +170,23 @@ class Fusion:
         self.plan_time = np.full(n_j, -NEVER)
         self._mov_out = np.asarray(network.mov_out_lane, dtype=np.int64)
         self._mov_j = np.asarray(network.mov_junction, dtype=np.int64)
+        # vehicles on their way from an upstream junction to each approach (edge), by the second they are due
+        # at its stop line: for a lane whose camera is gone, what the camera saw beyond the advance loop.
+        # Kept per approach: vehicles change lanes on the way, so the upstream movement names the edge
+        apps = [lid.rsplit("_", 1)[0] for lid in network.lane_ids]
+        aidx = {e: i for i, e in enumerate(dict.fromkeys(apps))}
+        self._app = np.asarray([aidx[e] for e in apps], dtype=np.int64)
+        self._app_lanes = np.bincount(self._app, minlength=len(aidx)).astype(np.float64)
+        self._mov_in = np.asarray(network.mov_in_lane, dtype=np.int64)
+        o = np.maximum(self._mov_out, 0)
+        self._mov_app = np.where(self._mov_out >= 0, self._app[o] if n_l else 0, -1)
+        self._mov_eta = lane_len[o] / speed[o] if n_l else np.zeros(n_mov)
+        n_up = int(np.ceil(max(self._mov_eta.max(initial=0.0), self.det_eta.max(initial=0.0)))) + 2
+        self.en_route = np.zeros((len(aidx), n_up))
+        self.feed_rate = np.zeros(len(aidx))  # smoothed departures towards each approach, veh/s
+        self._phase_movs = np.zeros((len(ptr) - 1, n_mov), dtype=np.bool_)
+        for p in range(len(ptr) - 1):
+            self._phase_movs[p, np.asarray(network.phase_mov_idx[int(ptr[p]):int(ptr[p + 1])], dtype=np.int64)] = True
         self.readings = 0
         self.unknown = 0
         self._obs: FusedObservations | None = None
@@ -374,6 +391,7 @@ class Fusion:
         # loops discharges without crossing the advance loop: its gap must not look stalled)
         left = (sl_n > 0) | (~sl_ok & ((cam_dn > 0) | (cam_ok & green & (cam_n - cam_h > 0)))) | (modelled > 0)
         self.last_cross[left | (adv_n > 0)] = t
+        self._track_en_route(outflow, gp, dt)
         self.x = np.maximum(self.x + inflow - outflow, 0.0)
         self.P = self.P + c.q_proc + c.q_per_veh * (inflow + outflow)
         zc = np.minimum(cam_n, self.sec_cap + 1.0)
@@ -451,13 +469,27 @@ class Fusion:
                 borrowed |= use & ~any_ok
         known = any_ok | borrowed
         self.known = known.astype(np.float64)
-        # lanes without any usable sensor: a standing call (min recall), as a failed-detector controller does
-        q = np.where(known, q, 1.0)
+        # lanes without any usable sensor: a standing call (min recall), as a failed-detector controller does,
+        # even where a neighbour lends its queue: a lane's own queue can stand while its neighbours' clear (a
+        # permissive left behind opposing traffic), and without the call it was never served (ingolstadt7,
+        # 30 % dead, seed 1: 45.5 s; with it: 29.7 s)
+        q = np.where(any_ok, q, np.where(borrowed, np.maximum(q, 1.0), 1.0))
         self.queue[:] = q
         veh = np.where(cam_ok, cam_n, np.where(no_dep & ~adv_ok, en_route, self.x) + self.up)
         self.vehicles[:] = np.where(known, np.maximum(veh, q), 1.0)
         self.presence[:] = np.where(sl_ok, np.minimum(sl_o, 1.0), np.where(cam_ok & (cam_h > 0), 1.0, 0.0))
         self.rate[:] = self.rate_est
+        if borrowed.any():
+            # a lane without sensors that borrows its group's queue flows and fills like the group: the group's
+            # latest crossing (its gap: a borrowed queue with no crossing of its own looked stalled and was left
+            # out of every extension), the group's mean arrival rate (below: its mean profile)
+            g = self._edge
+            lc = np.full(self._n_edges, -NEVER)
+            np.maximum.at(lc, g[any_ok], self.last_cross[any_ok])
+            self.last_cross = np.where(borrowed, lc[g], self.last_cross)
+            n_s = np.bincount(g, weights=any_ok.astype(np.float64), minlength=self._n_edges)
+            r_s = np.bincount(g, weights=np.where(any_ok, self.rate_est, 0.0), minlength=self._n_edges)
+            self.rate[:] = np.where(borrowed, (r_s / np.maximum(n_s, 1.0))[g], self.rate_est)
         # head-of-queue wait: since the lane last discharged a vehicle while queued (``left``). A lane that is
         # served is not starving, however long its queue stands: counting from when the queue formed made every
         # saturated approach look starved, the starvation guard then forced switches at minimum green on every
@@ -474,10 +506,44 @@ class Fusion:
         prof = self.profile
         prof[:] = pd
         n_bins = np.clip(np.ceil(self.det_eta).astype(np.int64), 1, H)
+        # a lane whose camera is gone: the vehicles predicted between its advance loop (or stop line) and the
+        # end of the camera's range, from the upstream departures, spread as the camera's were
+        lo = np.where(adv_ok, np.ceil(self.adv_eta), 0.0).astype(np.int64)
+        hi = np.ceil(self.det_eta).astype(np.int64)
+        fr = self.feed_rate[self._app]
+        share = np.where(fr > 0.02, np.minimum(self.rate_est / np.maximum(fr, 1e-9), 1.5), 1.0 / self._app_lanes[self._app])
+        blind = known & ~cam_ok & (hi > lo) & ~(self.adv_cover > 0)
+        for l in np.flatnonzero(blind):
+            moving[l] = share[l] * self.en_route[self._app[l], lo[l]:hi[l]].sum()
         for l in np.flatnonzero(moving > 0):
             prof[l, : n_bins[l]] += moving[l] / n_bins[l]
+        if borrowed.any():
+            g = self._edge
+            for l in np.flatnonzero(borrowed):
+                sib = np.flatnonzero((g == g[l]) & any_ok)
+                prof[l] = prof[sib].mean(axis=0)
         self._add_feed(prof)
         self.t = t
+
+    def _track_en_route(self, outflow: np.ndarray, gp: np.ndarray, dt: float) -> None:
+        """Shift the vehicles en route one second closer; add this tick's departures from every lane (measured,
+        or modelled on green), shared equally among the lane's movements green now, at the free-flow travel time
+        to the stop line of the approach each movement leads to."""
+        er = self.en_route
+        er[:, :-1] = er[:, 1:]
+        er[:, -1] = 0.0
+        feed = np.zeros(er.shape[0])
+        if self._mov_out.shape[0] and gp.size:
+            green = self._phase_movs[gp].any(axis=0) & (self._mov_out >= 0)
+            n_green = np.bincount(self._mov_in[green], minlength=self.n_lanes)
+            dep = np.where(green, outflow[self._mov_in] / np.maximum(n_green[self._mov_in], 1), 0.0)
+            sel = dep > 0.0
+            if sel.any():
+                k = np.minimum(self._mov_eta[sel].astype(np.int64), er.shape[1] - 1)
+                np.add.at(er, (self._mov_app[sel], k), dep[sel])
+                np.add.at(feed, self._mov_app[sel], dep[sel])
+        a = dt / self.cfg.rate_tau
+        self.feed_rate = (1 - a) * self.feed_rate + a * feed / max(dt, 1e-9)
 
     def _add_feed(self, prof: np.ndarray) -> None:
         """Upstream plans: a movement flowing at f veh/s for the next rem seconds into lane o reaches

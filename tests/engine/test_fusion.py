@@ -281,6 +281,38 @@ def test_neighbour_plan_becomes_predicted_arrivals_beyond_the_detectors():
     assert f.mov_flow[0] == 0.0 and f.plan_rem[0] == 0.0
 
 
+def _upstream_feed_run(camera_alive):
+    """L0 -> L1 (one junction, one phase, green): one vehicle leaves L0's stop line at t = 10; L1's loops
+    see nothing yet. Returns L1's profile sum per second."""
+    net = small_net(one_phase=True)
+    net.mov_out_lane = np.array([1, -1], np.int32)
+    net.mov_out_lane_id = ["L1", ""]
+    f = Fusion(net)
+    f.set_signal(0, 0)
+    sums = {}
+    for t in range(40):
+        readings = [m.DetectorReading(d, int(d == "lintas_sl_L0" and t == 10), 0.0) for d in net.det_ids
+                    if camera_alive or d != "lintas_cam_L1"]
+        f.update(m.DetectorBatch(source="test", time=float(t), readings=readings))
+        obs = f.observations(float(t))
+        sums[t] = (float(obs.profile[1].sum()), float(obs.profile[1][0]))
+    return f, sums
+
+
+def test_a_lane_whose_camera_is_gone_sees_upstream_departures_where_the_camera_looked():
+    """The vehicle that left upstream at t = 10 is due at L1's stop line 27 s later (300 m at 0.8 x the
+    limit). While it is predicted between L1's advance loop (3.6 s) and the end of the camera's range (9 s),
+    L1, whose camera is dead, gets it as the camera would have: spread from the stop line over the range.
+    Before and after that window, and on a lane whose camera works, it is not there."""
+    f, sums = _upstream_feed_run(camera_alive=False)
+    assert f.health[f.net.det_index["lintas_cam_L1"]] != OK
+    assert sums[20][0] == 0.0  # still beyond the camera's range
+    assert sums[31][0] == pytest.approx(1.0) and sums[31][1] > 0.0  # bin 6: inside it, spread from bin 0
+    assert sums[36][0] == 0.0  # within the advance loop's reach: only a crossing counts
+    _f, seen = _upstream_feed_run(camera_alive=True)
+    assert seen[31][0] == 0.0  # the camera saw no vehicle there: none is invented
+
+
 def test_stop_line_loop_alone_sees_the_queue_a_standing_vehicle_holds():
     """Only the stop-line loop left: while a vehicle stands on it, the queue has stood that long and the
     lane's arrivals since joined it (1 + rate x time covered), instead of the single vehicle it sees."""
@@ -366,13 +398,19 @@ def test_a_saturated_lane_that_is_served_every_cycle_is_not_starving():
 
 def test_lane_without_sensors_borrows_its_neighbours_queue():
     """Two lanes of one approach served by the same phase: the one whose sensors are all gone takes
-    the queue of the one that sees its own, not a standing call, and no starvation wait."""
+    the queue, gap, arrival rate and predicted arrivals of the one that sees its own, and keeps at least a
+    standing call (its own queue may stand while the neighbour's clears), with no starvation wait."""
     net = small_net(lane_ids=["E_0", "E_1"], one_phase=True)
     f = Fusion(net)
     for t, batch, _truth in stream(400, drop=lambda d, t: d.endswith("L1"), rates=(0.25, 0.25)):
         f.update(batch)
         obs = f.observations(t)
         if t > 60:
-            assert obs.queue[1] == pytest.approx(max(obs.queue[0], 0.0))
+            assert obs.queue[1] == pytest.approx(max(obs.queue[0], 1.0))
             assert obs.wait[1] == 0.0
+            # it flows and fills like its neighbour: same gap (a borrowed queue with no crossing of its own
+            # looked stalled), same arrival rate and predicted arrivals
+            assert obs.gap[1] == obs.gap[0]
+            assert obs.rate[1] == pytest.approx(obs.rate[0])
+            assert np.allclose(obs.profile[1], obs.profile[0])
     assert f.health_summary()["lanes_without_data"] == 0
