@@ -177,6 +177,7 @@ class Fusion:
         aidx = {e: i for i, e in enumerate(dict.fromkeys(apps))}
         self._app = np.asarray([aidx[e] for e in apps], dtype=np.int64)
         self._app_lanes = np.bincount(self._app, minlength=len(aidx)).astype(np.float64)
+        self._bins = np.arange(c.horizon)[None, :]
         self._mov_in = np.asarray(network.mov_in_lane, dtype=np.int64)
         o = np.maximum(self._mov_out, 0)
         self._mov_app = np.where(self._mov_out >= 0, self._app[o] if n_l else 0, -1)
@@ -513,15 +514,19 @@ class Fusion:
         fr = self.feed_rate[self._app]
         share = np.where(fr > 0.02, np.minimum(self.rate_est / np.maximum(fr, 1e-9), 1.5), 1.0 / self._app_lanes[self._app])
         blind = known & ~cam_ok & (hi > lo) & ~(self.adv_cover > 0)
-        for l in np.flatnonzero(blind):
-            moving[l] = share[l] * self.en_route[self._app[l], lo[l]:hi[l]].sum()
-        for l in np.flatnonzero(moving > 0):
-            prof[l, : n_bins[l]] += moving[l] / n_bins[l]
+        if blind.any():
+            er = self.en_route
+            cum = np.concatenate((np.zeros((er.shape[0], 1)), np.cumsum(er, axis=1)), axis=1)
+            hi_c = np.minimum(hi, er.shape[1])
+            band = cum[self._app, hi_c] - cum[self._app, np.minimum(lo, hi_c)]
+            moving = np.where(blind, share * band, moving)
+        prof += (self._bins < n_bins[:, None]) * (moving / n_bins)[:, None]
         if borrowed.any():
             g = self._edge
-            for l in np.flatnonzero(borrowed):
-                sib = np.flatnonzero((g == g[l]) & any_ok)
-                prof[l] = prof[sib].mean(axis=0)
+            n_s = np.bincount(g, weights=any_ok.astype(np.float64), minlength=self._n_edges)
+            p_s = np.zeros((self._n_edges, H))
+            np.add.at(p_s, g[any_ok], prof[any_ok])
+            prof[borrowed] = p_s[g[borrowed]] / n_s[g[borrowed], None]
         self._add_feed(prof)
         self.t = t
 
