@@ -19,7 +19,8 @@ Per lane (vectorised over lanes, one NumPy pass per tick):
 - ``rate``: arrival rate, veh/s, exponentially smoothed (advance loop, else camera entries, else stop line).
 - ``profile[l, k]``: vehicles predicted to reach the stop line k..k+1 s from now and not yet queued:
   advance-loop crossings (free-flow travel time to the stop line), moving vehicles the camera sees
-  but no loop has placed yet, and beyond the detectors the upstream junctions' planned outflows
+  but no loop has placed yet (a lane whose camera is gone: the departures from the upstream junction
+  predicted over the camera's range), and beyond the detectors the upstream junctions' planned outflows
   (``Plan`` messages, or the kernel's own plan arrays).
 - ``wait``: head-of-queue wait: seconds the lane has had a standing queue without discharging a vehicle.
 - ``space``: free storage on the lane, in vehicles (lane length / jam spacing - queue).
