@@ -174,11 +174,14 @@ class Fusion:
         # vehicles on their way from an upstream junction to each approach (edge), by the second they are due
         # at its stop line: for a lane whose camera is gone, what the camera saw beyond the advance loop.
         # Kept per approach: vehicles change lanes on the way, so the upstream movement names the edge
-        apps = [lid.rsplit("_", 1)[0] for lid in network.lane_ids]
+        apps = [e for e, _phases in edges]
         aidx = {e: i for i, e in enumerate(dict.fromkeys(apps))}
         self._app = np.asarray([aidx[e] for e in apps], dtype=np.int64)
         self._app_lanes = np.bincount(self._app, minlength=len(aidx)).astype(np.float64)
         self._bins = np.arange(c.horizon)[None, :]
+        # profile bins: the detection range (a camera's, or the advance loop's), the advance loop's own reach
+        self._det_bin = np.ceil(self.det_eta).astype(np.int64)
+        self._adv_bin = np.ceil(self.adv_eta).astype(np.int64)
         self._mov_in = np.asarray(network.mov_in_lane, dtype=np.int64)
         o = np.maximum(self._mov_out, 0)
         self._mov_app = np.where(self._mov_out >= 0, self._app[o] if n_l else 0, -1)
@@ -489,9 +492,9 @@ class Fusion:
             lc = np.full(self._n_edges, -NEVER)
             np.maximum.at(lc, g[any_ok], self.last_cross[any_ok])
             self.last_cross = np.where(borrowed, lc[g], self.last_cross)
-            n_s = np.bincount(g, weights=any_ok.astype(np.float64), minlength=self._n_edges)
+            n_ok = np.bincount(g, weights=any_ok.astype(np.float64), minlength=self._n_edges)
             r_s = np.bincount(g, weights=np.where(any_ok, self.rate_est, 0.0), minlength=self._n_edges)
-            self.rate[:] = np.where(borrowed, (r_s / np.maximum(n_s, 1.0))[g], self.rate_est)
+            self.rate[:] = np.where(borrowed, (r_s / np.maximum(n_ok, 1.0))[g], self.rate_est)
         # head-of-queue wait: since the lane last discharged a vehicle while queued (``left``). A lane that is
         # served is not starving, however long its queue stands: counting from when the queue formed made every
         # saturated approach look starved, the starvation guard then forced switches at minimum green on every
@@ -507,15 +510,16 @@ class Fusion:
         moving = np.maximum(self.vehicles - q - en_route, 0.0) * cam_ok
         prof = self.profile
         prof[:] = pd
-        n_bins = np.clip(np.ceil(self.det_eta).astype(np.int64), 1, H)
+        n_bins = np.clip(self._det_bin, 1, H)
         # a lane whose camera is gone: the vehicles predicted between its advance loop (or stop line) and the
         # end of the camera's range, from the upstream departures, spread as the camera's were
-        lo = np.where(adv_ok, np.ceil(self.adv_eta), 0.0).astype(np.int64)
-        hi = np.ceil(self.det_eta).astype(np.int64)
-        fr = self.feed_rate[self._app]
-        share = np.where(fr > 0.02, np.minimum(self.rate_est / np.maximum(fr, 1e-9), 1.5), 1.0 / self._app_lanes[self._app])
+        hi = self._det_bin
+        lo = np.where(adv_ok, self._adv_bin, 0)
         blind = known & ~cam_ok & (hi > lo) & ~(self.adv_cover > 0)
         if blind.any():
+            fr = self.feed_rate[self._app]
+            share = np.where(fr > 0.02, np.minimum(self.rate_est / np.maximum(fr, 1e-9), 1.5),
+                             1.0 / self._app_lanes[self._app])
             er = self.en_route
             cum = np.concatenate((np.zeros((er.shape[0], 1)), np.cumsum(er, axis=1)), axis=1)
             hi_c = np.minimum(hi, er.shape[1])
@@ -524,10 +528,9 @@ class Fusion:
         prof += (self._bins < n_bins[:, None]) * (moving / n_bins)[:, None]
         if borrowed.any():
             g = self._edge
-            n_s = np.bincount(g, weights=any_ok.astype(np.float64), minlength=self._n_edges)
             p_s = np.zeros((self._n_edges, H))
             np.add.at(p_s, g[any_ok], prof[any_ok])
-            prof[borrowed] = p_s[g[borrowed]] / n_s[g[borrowed], None]
+            prof[borrowed] = p_s[g[borrowed]] / n_ok[g[borrowed], None]
         self._add_feed(prof)
         self.t = t
 
