@@ -211,6 +211,82 @@ def test_everything_gone_places_a_standing_call():
     assert obs.wait[1] == 0.0  # a standing call is not a starving queue
 
 
+def _fed_net() -> Network:
+    """One junction, three lanes: U_0 (phase 0) feeds approach E, whose lanes are E_0 (phase 1) and E_1
+    (phase 1 permissive 'g', phase 2 protected 'G'). Each lane has the three Lintas detectors."""
+    from engine.network import JunctionSpec
+
+    lanes_ = ["U_0", "E_0", "E_1"]
+    ids, dl, kinds, pos, length = [], [], [], [], []
+    for i, lane in enumerate(lanes_):
+        for prefix, kind, p, ln in (("sl", DET_STOPLINE, 1.0, 0.0), ("adv", DET_ADVANCE, ADV, 0.0),
+                                    ("cam", DET_AREA, CAM, CAM)):
+            ids.append(f"lintas_{prefix}_{lane}")
+            dl.append(i)
+            kinds.append(kind)
+            pos.append(p)
+            length.append(ln)
+    spec = JunctionSpec(id="J", n_links=3, green_states=["Grr", "rGg", "rrG"], net_next=[1, 2, 0],
+                        fixed_green=[30.0] * 3, min_green=[5.0] * 3, max_green=[60.0] * 3, yellow=[3.0] * 3,
+                        allred=[1.0] * 3, net_transitions=[[], [], []], conflicts=["000"] * 3,
+                        link_in_lane=lanes_, link_out_lane=["E_0", "", ""], link_via=["", "", ""])
+    mv = np.arange(3, dtype=np.int32)
+    return Network(
+        name="fed", junctions=[spec], lane_ids=lanes_, lane_junction=np.zeros(3, np.int32),
+        lane_length=np.full(3, 300.0), lane_speed=np.full(3, SPEED), mov_junction=np.zeros(3, np.int32),
+        mov_link=mv, mov_in_lane=mv, mov_out_lane=np.array([1, -1, -1], np.int32), mov_out_lane_id=["E_0", "", ""],
+        jn_phase_ptr=np.array([0, 3], np.int32), phase_mov_ptr=np.array([0, 1, 3, 4], np.int32),
+        phase_mov_idx=np.array([0, 1, 2, 2], np.int32), phase_min=np.full(3, 5.0), phase_max=np.full(3, 60.0),
+        phase_fixed=np.full(3, 30.0), phase_next=np.array([1, 2, 0], np.int32), phase_yellow=np.full(3, 3.0),
+        phase_allred=np.full(3, 1.0), det_ids=ids, det_lane=np.array(dl, np.int32),
+        det_kind=np.array(kinds, np.int8), det_pos=np.array(pos), det_length=np.array(length),
+    )
+
+
+def _fed_step(f, t, phase, e0_sees):
+    """One second: ``phase`` green; U_0 sends a vehicle every 4 s while phase 0 is green; E_0's advance loop
+    counts it when ``e0_sees``; E_1 reports nothing (every sensor gone)."""
+    f.set_signal(0, phase)
+    send = int(phase == 0 and t % 4 == 0)
+    counts = {"lintas_sl_U_0": send, "lintas_adv_E_0": send if e0_sees else 0}
+    readings = [m.DetectorReading(d, counts.get(d, 0), 0.0) for d in f.net.det_ids if "E_1" not in d]
+    f.update(m.DetectorBatch(source="test", time=float(t), readings=readings))
+    return f.observations(float(t))
+
+
+def test_lane_without_sensors_on_a_fed_approach_queues_what_nobody_else_measures():
+    """E_1 has no sensor left, but U_0 tells how many vehicles head for its approach and E_0 measures none
+    of them: E_1 accumulates them (not a flat standing call), keeps them through a permissive green and
+    discharges them at saturation flow on its protected green."""
+    f = Fusion(_fed_net())
+    for t in range(200):
+        obs = _fed_step(f, t, 0, e0_sees=False)
+    assert f.health_summary()["lanes_without_data"] == 1
+    held = obs.queue[2]
+    assert held > 10.0 and held == pytest.approx(f.blind_q[2])  # ~0.2 veh/s smoothed, for 200 s
+    assert obs.wait[2] == 0.0
+    for t in range(200, 260):
+        obs = _fed_step(f, t, 1, e0_sees=False)
+    assert obs.queue[2] >= held  # permissive: a left turner can stand there all green
+    held = obs.queue[2]
+    for t in range(260, 320):
+        obs = _fed_step(f, t, 2, e0_sees=False)
+    assert obs.queue[2] < held - 10.0  # protected: 0.5 veh/s out, the decaying feed in
+
+
+def test_lane_without_sensors_whose_neighbour_measures_the_feed_is_recalled_after_a_long_red():
+    """E_0 measures every vehicle U_0 sends towards the approach, so nothing is left for E_1: its model
+    queue stays empty, and after ``blind_recall`` s without green it is called anyway."""
+    f = Fusion(_fed_net())
+    recall = f.cfg.blind_recall
+    for t in range(int(recall) + 30):
+        obs = _fed_step(f, t, 0, e0_sees=True)
+        if 10 <= t < recall - 1:
+            assert obs.queue[2] < 1.0
+        if t >= recall + 1:
+            assert obs.queue[2] >= 1.0
+
+
 def test_stale_then_dead_then_recovers():
     f = Fusion(small_net())
     gone = (100, 150)
