@@ -16,18 +16,25 @@ CAM = 100.0
 SPEED = 13.89
 
 
-def small_net(lane_ids=None, one_phase=False) -> Network:
-    """Two lanes with a stop-line loop, an advance loop and a camera each; ``one_phase``: one junction
-    whose single green phase serves both."""
+def _detectors(names):
+    """A stop-line loop, an advance loop and a camera per lane (``lintas_<kind>_<name>``): ids, lane
+    indices, kinds, positions and zone lengths."""
     ids, lanes, kinds, pos, length = [], [], [], [], []
-    for lane in range(N_LANES):
+    for lane, name in enumerate(names):
         for prefix, kind, p, ln in (("sl", DET_STOPLINE, 1.0, 0.0), ("adv", DET_ADVANCE, ADV, 0.0),
                                     ("cam", DET_AREA, CAM, CAM)):
-            ids.append(f"lintas_{prefix}_L{lane}")
+            ids.append(f"lintas_{prefix}_{name}")
             lanes.append(lane)
             kinds.append(kind)
             pos.append(p)
             length.append(ln)
+    return ids, lanes, kinds, pos, length
+
+
+def small_net(lane_ids=None, one_phase=False) -> Network:
+    """Two lanes with a stop-line loop, an advance loop and a camera each; ``one_phase``: one junction
+    whose single green phase serves both."""
+    ids, lanes, kinds, pos, length = _detectors([f"L{i}" for i in range(N_LANES)])
     n_p = 1 if one_phase else 0
     mv = np.arange(N_LANES if one_phase else 0, dtype=np.int32)
     return Network(
@@ -217,15 +224,7 @@ def _fed_net() -> Network:
     from engine.network import JunctionSpec
 
     lanes_ = ["U_0", "E_0", "E_1"]
-    ids, dl, kinds, pos, length = [], [], [], [], []
-    for i, lane in enumerate(lanes_):
-        for prefix, kind, p, ln in (("sl", DET_STOPLINE, 1.0, 0.0), ("adv", DET_ADVANCE, ADV, 0.0),
-                                    ("cam", DET_AREA, CAM, CAM)):
-            ids.append(f"lintas_{prefix}_{lane}")
-            dl.append(i)
-            kinds.append(kind)
-            pos.append(p)
-            length.append(ln)
+    ids, dl, kinds, pos, length = _detectors(lanes_)
     spec = JunctionSpec(id="J", n_links=3, green_states=["Grr", "rGg", "rrG"], net_next=[1, 2, 0],
                         fixed_green=[30.0] * 3, min_green=[5.0] * 3, max_green=[60.0] * 3, yellow=[3.0] * 3,
                         allred=[1.0] * 3, net_transitions=[[], [], []], conflicts=["000"] * 3,
