@@ -193,22 +193,19 @@ class Fusion:
         self.en_route = np.zeros((len(aidx), n_up))
         self.feed_rate = np.zeros(len(aidx))  # smoothed departures towards each approach, veh/s
         self._phase_movs = np.zeros((len(ptr) - 1, n_mov), dtype=np.bool_)
-        for p in range(len(ptr) - 1):
-            self._phase_movs[p, np.asarray(network.phase_mov_idx[int(ptr[p]):int(ptr[p + 1])], dtype=np.int64)] = True
-        # a lane without any usable sensor on an approach that an upstream junction feeds: its arrivals are what
-        # the upstream junction sends towards the approach less what the approach's other lanes measure, and its
-        # queue (``blind_q``) drains on a protected green ('G'; a lane that no phase protects: on any green)
-        self._fed = np.bincount(self._mov_app[self._mov_app >= 0], minlength=len(aidx)) > 0
+        # lanes with a protected ('G', not yielding 'g') movement in each green phase: where the queue model of a
+        # lane without sensors drains (a lane that no phase protects drains on any green)
         self._phase_prot = np.zeros((len(ptr) - 1, n_l), dtype=np.bool_)
-        lane_index = {lid: i for i, lid in enumerate(network.lane_ids)}
         jptr = np.asarray(network.jn_phase_ptr)
-        for j, spec in enumerate(network.junctions[: len(jptr) - 1]):
-            for k, state in enumerate(spec.green_states[: int(jptr[j + 1] - jptr[j])]):
-                if int(jptr[j]) + k >= len(ptr) - 1:
-                    break
-                for link, ch in enumerate(state):
-                    if ch == "G" and link < len(spec.link_in_lane) and spec.link_in_lane[link] in lane_index:
-                        self._phase_prot[int(jptr[j]) + k, lane_index[spec.link_in_lane[link]]] = True
+        for p in range(len(ptr) - 1):
+            movs = np.asarray(network.phase_mov_idx[int(ptr[p]):int(ptr[p + 1])], dtype=np.int64)
+            self._phase_movs[p, movs] = True
+            for mv in movs:
+                j = int(network.mov_junction[mv])
+                if j < len(network.junctions):
+                    state = network.junctions[j].green_states[p - int(jptr[j])]
+                    if state[int(network.mov_link[mv])] == "G":
+                        self._phase_prot[p, int(network.mov_in_lane[mv])] = True
         self._ever_prot = self._phase_prot.any(axis=0)
         self.blind_q = np.zeros(n_l)
         self.red_for = np.zeros(n_l)  # s since the lane last showed green
@@ -515,7 +512,7 @@ class Fusion:
             lam = (np.maximum(self.feed_rate - sensed, 0.0) / np.maximum(n_blind, 1.0))[self._app]
             prot = self._phase_prot[gp].any(axis=0) if gp.size else np.zeros(n_l, dtype=np.bool_)
             drains = green & (prot | ~self._ever_prot)
-            fed = no_sensor & self._fed[self._app] & (self.feed_rate * c.rate_tau >= 1.0)[self._app]
+            fed = no_sensor & (self.feed_rate * c.rate_tau >= 1.0)[self._app]  # only a fed approach has a feed
             bq = np.maximum(self.blind_q - np.where(drains, dt / c.sat_headway, 0.0), 0.0) + lam * dt
             self.blind_q = np.where(fed, np.minimum(bq, self.capacity), 0.0)
             recall = (self.red_for >= c.blind_recall).astype(np.float64)
