@@ -240,6 +240,7 @@ class AdaptiveParam(IntEnum):
     QUEUE_CLEAR = 9  # >= 0.5: a standing queue being discharged is one cluster, never split (default 1);
     # >= 1.5: only while it discharges at saturation (a crossing within 1.5 SAT_HEADWAY)
     CLEAR_MAX = 10  # s of green up to which QUEUE_CLEAR holds a discharging queue (default 20 = 5 LOST_TIME)
+    STOP_COST = 11  # s charged per stop an extension spares or causes (default 10; 0: stops not counted)
 
 
 class RandomParam(IntEnum):
@@ -287,6 +288,7 @@ DEFAULT_PARAMS: dict[str, np.ndarray] = {
             "RING": 0.0,
             "QUEUE_CLEAR": 1.0,
             "CLEAR_MAX": 20.0,
+            "STOP_COST": 10.0,
         },
     ),
 }

@@ -290,6 +290,7 @@ _AD_STALL = int(AdaptiveParam.STALL_GAP)
 _AD_RING = int(AdaptiveParam.RING)
 _AD_CLEAR = int(AdaptiveParam.QUEUE_CLEAR)
 _AD_CLEAR_MAX = int(AdaptiveParam.CLEAR_MAX)
+_AD_STOP = int(AdaptiveParam.STOP_COST)
 
 
 @njit(cache=True, inline="always")
@@ -335,7 +336,10 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
     while such a lane discharges at saturation, gap < 1.5 SAT_HEADWAY, or since < STALL_GAP), as long as
     since < CLEAR_MAX:
     extend (HOLD) if for some e in 1..min(EXT_HORIZON, phase_max[cur] - since) B(e) > 0 and
-    B(e) * R > KAPPA * e * (Q_o + A_o(e) / 2); else best.
+    B(e) * R + STOP_COST * (B(e) - B_q(e)) > KAPPA * e * (Q_o + A_o(e) / 2) + STOP_COST * S(e); else best.
+    B_q(e) = the same sum over min(queue, e / SAT_HEADWAY) (vehicles already standing); S(e) = the arrivals
+    within (L, L + e] s, L = floor(LOST_TIME) (at most the profile's length), on best's distinct lanes that
+    are open in best, not served by cur and hold queue < 1 (spared a stop by changing now).
     Plan outputs: plan_next[j] = target if one, else best; plan_rem[j] = 0 if a target, else
     clamp(max(phase_min - since, SAT * max queue of cur's open lanes), 0, max(phase_max - since, 0));
     mov_flow of cur's movements from open lanes, while plan_rem > 0: (1/SAT if queue > 0 else
@@ -352,10 +356,12 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
     clear = params[_AD_CLEAR] >= 0.5
     clear_max = params[_AD_CLEAR_MAX]
     clear_sat = params[_AD_CLEAR] >= 1.5  # only while discharging at saturation (gap < 1.5 SAT)
+    stop_cost = params[_AD_STOP]
     ptr = net.jn_phase_ptr
     n_l = queue.shape[0]
     H = profile.shape[1]
-    K = max(n_ext, n_score)
+    n_lost = int(min(max(lost, 0.0), H))  # the profile ends at H s
+    K = max(n_ext + n_lost, n_score)
     cum = np.zeros((n_l, K + 1))
     for lane in range(n_l):
         for k in range(1, K + 1):
@@ -437,14 +443,14 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                             moving = gap[lane] < 1.5 * sat or since < stall
                         else:
                             moving = not (gap[lane] >= stall and since >= stall)
-                        if queue[lane] >= 1.0 and moving:
-                            if _lane_open(net, space, cur, lane):
-                                extend = True
-                                break
+                        if queue[lane] >= 1.0 and moving and _lane_open(net, space, cur, lane):
+                            extend = True
+                            break
                 for e in range(1, e_max + 1):
                     if extend:
                         break
                     b = 0.0
+                    b_q = 0.0  # of which already queued (stopped either way)
                     for k in range(a_c, b_c):
                         if not _first_in_phase(net, a_c, k):
                             continue
@@ -453,7 +459,18 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                             continue
                         if _lane_open(net, space, cur, lane):
                             b += min(queue[lane] + cum[lane, e], e / sat)
-                    if b > 0.0 and b * r > kappa * e * (q_o + 0.5 * ao[e]):
+                            b_q += min(queue[lane], e / sat)
+                    # vehicles reaching best's empty lanes after the change, within e s: spared a stop
+                    # if the change comes now
+                    s_best = 0.0
+                    a_b = net.phase_mov_ptr[best]
+                    for k in range(a_b, net.phase_mov_ptr[best + 1]):
+                        if not _first_in_phase(net, a_b, k):
+                            continue
+                        lane = net.mov_in_lane[net.phase_mov_idx[k]]
+                        if mark[lane] == 2 * j + 1 and queue[lane] < 1.0 and _lane_open(net, space, best, lane):
+                            s_best += cum[lane, e + n_lost] - cum[lane, n_lost]
+                    if b > 0.0 and b * r + stop_cost * (b - b_q) > kappa * e * (q_o + 0.5 * ao[e]) + stop_cost * s_best:
                         extend = True
                         break
                 if not extend:

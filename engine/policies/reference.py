@@ -227,6 +227,7 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
     stall = float(params[A.STALL_GAP])
     ring = float(params[A.RING]) >= 0.5
     clear = float(params[A.QUEUE_CLEAR]) >= 0.5
+    stop_cost = float(params[A.STOP_COST])
     for m in range(len(mov_flow)):
         mov_flow[m] = 0.0
     for j in range(len(net.jn_phase_ptr) - 1):
@@ -302,15 +303,25 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
                     moving = [lane for lane in open_cur if lane not in stalled]
                 extend = (clear and since < float(params[A.CLEAR_MAX])
                           and any(float(queue[lane]) >= 1.0 for lane in moving))
+                # best's lanes that a change now would reach before a queue does: their arrivals
+                # within LOST_TIME + e are spared a stop by changing now rather than in e s
+                n_lost = int(min(max(lost, 0.0), profile.shape[1]))
+                spared = [lane for lane in _distinct_lanes(net, best)
+                          if lane in other_lanes and float(queue[lane]) < 1.0 and _open(net, space, best, lane)]
                 for e in range(1, e_max + 1):
                     if extend:
                         break
-                    b = 0.0
+                    served = 0.0  # by the extension
+                    queued = 0.0  # of which already standing
                     for lane in open_cur:
                         if float(queue[lane]) > 0.0 and float(gap[lane]) >= stall and since >= stall:
                             continue  # queue not discharging
-                        b += min(float(queue[lane]) + _arrivals(profile, lane, e), e / sat)
-                    if b > 0.0 and b * r > kappa * e * (q_o + 0.5 * a_o(e)):
+                        served += min(float(queue[lane]) + _arrivals(profile, lane, e), e / sat)
+                        queued += min(float(queue[lane]), e / sat)
+                    s_best = sum(_arrivals(profile, lane, e + n_lost) - _arrivals(profile, lane, n_lost)
+                                 for lane in spared)
+                    gain = served * r + stop_cost * (served - queued)
+                    if served > 0.0 and gain > kappa * e * (q_o + 0.5 * a_o(e)) + stop_cost * s_best:
                         extend = True
                         break
                 if not extend:

@@ -89,11 +89,14 @@ def fused_scenario(draw):
     stall=st.sampled_from([5.0, 0.0, 1e9]),
     qc=st.sampled_from([0.0, 1.0, 2.0]),
     clear_max=st.sampled_from([20.0, 0.0, 7.5, 1e9]),
+    stop=st.sampled_from([9.0, 0.0, 30.0]),
+    lost=st.sampled_from([4.0, 0.0, 2.5, 1e9]),
 )
-def test_kernel_matches_reference(sc, sat, kappa, ext, score_h, ring, max_wait, stall, qc, clear_max):
+def test_kernel_matches_reference(sc, sat, kappa, ext, score_h, ring, max_wait, stall, qc, clear_max, stop, lost):
     net, state, obs = sc
     params = POL.params(SAT_HEADWAY=sat, KAPPA=kappa, EXT_HORIZON=ext, SCORE_HORIZON=score_h, RING=ring,
-                        MAX_WAIT=max_wait, STALL_GAP=stall, QUEUE_CLEAR=qc, CLEAR_MAX=clear_max)
+                        MAX_WAIT=max_wait, STALL_GAP=stall, QUEUE_CLEAR=qc, CLEAR_MAX=clear_max, STOP_COST=stop,
+                        LOST_TIME=lost)
     out, *_ = both(net, state, obs, params)
     for j, tgt in enumerate(out):  # the rules of base.py
         if tgt == HOLD:
@@ -171,6 +174,28 @@ def test_extends_while_a_platoon_arrives():
     # the same green without the platoon: the waiting vehicles get the green
     out, *_ = both(net, green(0, 12.0), fused(2, 1, 2, queue={1: 2.0}, gap={0: 1.0}))
     assert out[0] == 1
+
+
+def test_a_stop_saved_counts_on_both_sides_of_the_extension():
+    """One vehicle reaches the green lane in 3-4 s, two wait across the junction (R = 4 + 4 + 5 = 13 s).
+    The wait it saves alone (1 x 13) is less than the delay imposed (KAPPA 2 x 4 s x 2 vehicles = 16);
+    with the stop it is spared (STOP_COST 10) the green is held. If changing now lets four vehicles reach
+    the other phase's empty lane on green, sparing them a stop each, the change comes now, unless that
+    lane could not move anyway (its downstream lane is full)."""
+    net = make_policy_net(
+        jn_phase_ptr=[0, 2], phase_mov_ptr=[0, 1, 3], phase_mov_idx=[0, 1, 2], mov_in_lane=[0, 1, 2],
+        mov_out_lane=[-1, -1, 3], phase_min=[5.0, 5.0], phase_max=[60.0, 60.0], phase_fixed=[30.0, 30.0],
+        phase_next=[1, 0], lane_length=[200.0] * 4,
+    )
+    one = {0: {3: 1.0}}
+    assert DEFAULT_PARAMS["adaptive"][AdaptiveParam.STOP_COST] == 10.0
+    obs = fused(4, 1, 3, queue={1: 2.0}, profile=one)
+    assert both(net, green(0, 12.0), obs)[0][0] == HOLD
+    assert both(net, green(0, 12.0), obs, POL.params(STOP_COST=0.0))[0][0] == 1
+    after_change = {**one, 2: {4: 1.0, 5: 1.0, 6: 1.0, 7: 1.0}}
+    assert both(net, green(0, 12.0), fused(4, 1, 3, queue={1: 2.0}, profile=after_change))[0][0] == 1
+    blocked = fused(4, 1, 3, queue={1: 2.0}, profile=after_change, space={3: 0.0})
+    assert both(net, green(0, 12.0), blocked)[0][0] == HOLD
 
 
 def test_switches_to_the_queue_when_the_approach_is_empty():
