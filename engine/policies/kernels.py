@@ -468,9 +468,12 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                         if not _first_in_phase(net, a_b, k):
                             continue
                         lane = net.mov_in_lane[net.phase_mov_idx[k]]
-                        if mark[lane] == 2 * j + 1 and queue[lane] < 1.0 and _lane_open(net, space, best, lane):
+                        if mark[lane] != 2 * j + 1 or queue[lane] >= 1.0:
+                            continue  # served by cur too, or a queue they would stop behind anyway
+                        if _lane_open(net, space, best, lane):
                             s_best += cum[lane, e + n_lost] - cum[lane, n_lost]
-                    if b > 0.0 and b * r + stop_cost * (b - b_q) > kappa * e * (q_o + 0.5 * ao[e]) + stop_cost * s_best:
+                    gain = b * r + stop_cost * (b - b_q)
+                    if b > 0.0 and gain > kappa * e * (q_o + 0.5 * ao[e]) + stop_cost * s_best:
                         extend = True
                         break
                 if not extend:
