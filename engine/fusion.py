@@ -503,14 +503,14 @@ class Fusion:
         # seed 1: the true queue of its four sensorless lanes in place of the call gave 25.7 s against 27.5 s).
         # Draining on a permissive green too emptied a left turner that stands there (ingolstadt7, seed 1: 42 s).
         self.red_for = np.where(green, 0.0, self.red_for + dt)
-        call = np.ones(n_l)
+        call = 1.0  # the standing call; an array below where a fed approach models the queue
         no_sensor = ~any_ok
         if no_sensor.any():
             n_app = self._app_lanes.shape[0]
             sensed = np.bincount(self._app, weights=np.where(any_ok, self.rate_est, 0.0), minlength=n_app)
             n_blind = np.bincount(self._app, weights=no_sensor.astype(np.float64), minlength=n_app)
             lam = (np.maximum(self.feed_rate - sensed, 0.0) / np.maximum(n_blind, 1.0))[self._app]
-            prot = self._phase_prot[gp].any(axis=0) if gp.size else np.zeros(n_l, dtype=np.bool_)
+            prot = self._phase_prot[gp].any(axis=0)
             drains = green & (prot | ~self._ever_prot)
             fed = no_sensor & (self.feed_rate * c.rate_tau >= 1.0)[self._app]  # only a fed approach has a feed
             bq = np.maximum(self.blind_q - np.where(drains, dt / c.sat_headway, 0.0), 0.0) + lam * dt

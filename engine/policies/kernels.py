@@ -371,6 +371,7 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                 cum[lane, k] = cum[lane, k - 1]
     mark = np.full(n_l, -1, dtype=np.int64)
     ao = np.zeros(K + 1)
+    s_best = np.zeros(K + 1)  # s_best[e]: arrivals on best's empty lanes within (n_lost, n_lost + e] s
     order = np.empty(max(_max_phases(ptr), 1), dtype=np.int64)
     mov_flow[:] = 0.0
     for j in range(ptr.shape[0] - 1):
@@ -446,6 +447,18 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                         if queue[lane] >= 1.0 and moving and _lane_open(net, space, cur, lane):
                             extend = True
                             break
+                s_best[:] = 0.0
+                if not extend:  # best's empty lanes: a change now spares their arrivals a stop
+                    a_b = net.phase_mov_ptr[best]
+                    for k in range(a_b, net.phase_mov_ptr[best + 1]):
+                        if not _first_in_phase(net, a_b, k):
+                            continue
+                        lane = net.mov_in_lane[net.phase_mov_idx[k]]
+                        if mark[lane] != 2 * j + 1 or queue[lane] >= 1.0:
+                            continue  # served by cur too, or a queue they would stop behind anyway
+                        if _lane_open(net, space, best, lane):
+                            for e in range(1, e_max + 1):
+                                s_best[e] += cum[lane, e + n_lost] - cum[lane, n_lost]
                 for e in range(1, e_max + 1):
                     if extend:
                         break
@@ -460,20 +473,8 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                         if _lane_open(net, space, cur, lane):
                             b += min(queue[lane] + cum[lane, e], e / sat)
                             b_q += min(queue[lane], e / sat)
-                    # vehicles reaching best's empty lanes after the change, within e s: spared a stop
-                    # if the change comes now
-                    s_best = 0.0
-                    a_b = net.phase_mov_ptr[best]
-                    for k in range(a_b, net.phase_mov_ptr[best + 1]):
-                        if not _first_in_phase(net, a_b, k):
-                            continue
-                        lane = net.mov_in_lane[net.phase_mov_idx[k]]
-                        if mark[lane] != 2 * j + 1 or queue[lane] >= 1.0:
-                            continue  # served by cur too, or a queue they would stop behind anyway
-                        if _lane_open(net, space, best, lane):
-                            s_best += cum[lane, e + n_lost] - cum[lane, n_lost]
                     gain = b * r + stop_cost * (b - b_q)
-                    if b > 0.0 and gain > kappa * e * (q_o + 0.5 * ao[e]) + stop_cost * s_best:
+                    if b > 0.0 and gain > kappa * e * (q_o + 0.5 * ao[e]) + stop_cost * s_best[e]:
                         extend = True
                         break
                 if not extend:
