@@ -40,7 +40,7 @@ def _sumo_alone(cfg: str, end: float, q) -> None:
 
 
 def _lintas(scenario: str, policy: str, transport: str, end: float, out: str, q) -> None:
-    from simulation.runner import RunSpec, run_one
+    from simulation.experiments.runner import RunSpec, run_one
 
     spec = RunSpec(Path(scenario), policy, 1, Path(out), transport=transport, end=end)
     t0 = time.perf_counter()
@@ -59,7 +59,7 @@ def _in_fresh_process(target, *args) -> dict:
 
 
 def run(scenario: Path, end: float | None = None, repeat: int = 1, transports=("inproc",)) -> dict:
-    from simulation.scenario import load_scenario
+    from simulation.sumo.scenario import load_scenario
 
     scn = load_scenario(scenario)
     end = float(end) if end is not None else scn.end
@@ -95,7 +95,7 @@ def run(scenario: Path, end: float | None = None, repeat: int = 1, transports=("
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "rows": rows,
     }
-    from simulation.netcompile import compile_network
+    from simulation.sumo.netcompile import compile_network
 
     doc["junctions"] = compile_network(scn).n_junctions
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -17,11 +17,13 @@ import statistics
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
-RESCO = REPO.parent / "shared" / "scenarios" / "resco"
-MAPS = ["cologne1", "cologne3", "ingolstadt1", "ingolstadt7", "grid4x4"]
-POLICIES = ["sumo-static", "sumo-actuated", "sumo-delay", "fixed", "actuated", "maxpressure", "adaptive"]
+from scenarios import DEMO, resco_maps
+from simulation.experiments.batch import simulate_runs
+from simulation.experiments.policies import COMPARISON
+from simulation.sumo.scenario import load_scenario
+
+RESULTS = Path(__file__).resolve().parent / "results"
+POLICIES = list(COMPARISON)
 FAILURES = {"30% detectors dead": {"fail_detectors": 0.3}, "every camera dead": {"dead": "cameras"},
             "every loop dead": {"dead": "loops"}}
 BEST_PUBLISHED = {"cologne1": 26.1, "cologne3": 24.0, "ingolstadt1": 20.9, "ingolstadt7": 31.2, "grid4x4": 32.9}
@@ -29,8 +31,8 @@ EMISSIONS = ["--device.emissions.probability", "1"]
 
 
 def default_maps() -> list[Path]:
-    maps = [RESCO / m for m in MAPS if (RESCO / m).exists()]
-    return maps + [REPO / "scenarios" / "bunda_kota"]
+    """The RESCO maps present on this machine, then the demo city."""
+    return [*resco_maps(), DEMO]
 
 
 def _ms(vals: list[float]) -> tuple[float, float]:
@@ -50,9 +52,6 @@ def run(maps: list[Path], seeds: int, out: Path, *, policies=POLICIES, failures:
     """Every map x policy over ``seeds`` seeds (``other_seeds`` for Lintas' simple policies fixed, actuated
     and maxpressure), the flagship under each sensor failure over ``failure_seeds``. Finished runs are
     kept in ``out/work/runs.json`` after each group; ``resume`` reuses them (same code assumed)."""
-    from simulation.cli import simulate_runs
-    from simulation.scenario import load_scenario
-
     other_seeds = seeds if other_seeds is None else other_seeds
     failure_seeds = seeds if failure_seeds is None else failure_seeds
     cache_path = out / "work" / "runs.json"

@@ -24,9 +24,10 @@ from controllers.drivers import HeadDriver, NullHeads
 from controllers.localplan import JunctionPlan
 from controllers.monitor import ConflictMonitor
 from controllers.timing import Timer, TimingConfig
-from engine import bus
-from engine import messages as m
-from engine.network import JunctionSpec
+from engine.protocol import bus
+from engine.protocol import messages as m
+from engine.protocol.junction import JunctionSpec
+from engine.protocol.messages import Action, FaultKind, Interval, Mode, TickPhase
 
 log = logging.getLogger("lintas.controller")
 
@@ -79,7 +80,7 @@ class Controller:
         self.timer = Timer(spec, self.cfg.timing, occupied=self.heads.occupied)
         self.monitor = ConflictMonitor(spec, min_green=self.cfg.timing.min_green, yellow_min=self.cfg.timing.yellow_min)
         self.counters = Counters()
-        self.mode: str = "engine"
+        self.mode: Mode = Mode.ENGINE
         self.now: float | None = None
         self.last_contact: float | None = None  # clock time of the last valid engine word
         self.engine_word: float = float("-inf")  # latest tick the engine has spoken for
@@ -90,6 +91,7 @@ class Controller:
         self._ticks: deque[m.ClockTick] = deque()
         self._wait_since: float | None = None
         self._last_tick_time: float | None = None
+        self._first_tick: float | None = None
 
     # -- sockets -----------------------------------------------------------------------------------
     def sockets(self) -> list[zmq.Socket]:
@@ -99,18 +101,18 @@ class Controller:
         """Handle everything waiting now; returns True if anything happened."""
         progressed = False
         for msg in self.cmd.drain():
-            self._on_engine(msg)
+            self.receive(msg)
             progressed = True
         for _topic, msg in self.sub.drain():
             if isinstance(msg, m.ClockTick):
                 self._ticks.append(msg)
         while self._ticks:
             tk = self._ticks[0]
-            if tk.phase == "stop":
+            if tk.phase == TickPhase.STOP:
                 self.stopped = True
                 self._ticks.clear()
                 return True
-            if tk.phase == "sync":
+            if tk.phase == TickPhase.SYNC:
                 self._ticks.popleft()
                 self._publish_state(tk.time, sync=True)
                 progressed = True
@@ -142,7 +144,9 @@ class Controller:
             m.TOPIC_REFUSAL, m.Refusal(junction=self.id, time=self.now or 0.0, seq=_clip_int(msg.seq), reason=reason)
         )
 
-    def _on_engine(self, msg: m.Message) -> None:
+    def receive(self, msg: m.Message) -> None:
+        """One word from the engine (a command, a heartbeat or a fault reset), as the command channel delivers
+        it: validated here, refused and counted when it cannot be honoured; never raises."""
         now = self.now if self.now is not None else float("-inf")
         if isinstance(msg, m.Heartbeat):
             if msg.sender == "engine" and _finite(msg.time):
@@ -163,15 +167,15 @@ class Controller:
         self.last_seq = msg.seq
         self.counters.accepted += 1
         self._contact(msg.issued_at)
-        if msg.action == "hold":
-            if self.timer.interval == "green":
+        if msg.action == Action.HOLD:
+            if self.timer.interval == Interval.GREEN:
                 self.timer.request = None
         else:
             self.timer.request = msg.phase
 
     def _on_reset(self, msg: m.FaultReset, now: float) -> None:
         """A fault reset from the engine (the only peer the command channel can carry)."""
-        probe = m.PhaseCommand(junction=msg.junction, action="hold", phase=-1, seq=msg.seq, issued_at=msg.issued_at)
+        probe = m.PhaseCommand(junction=msg.junction, action=Action.HOLD, phase=-1, seq=msg.seq, issued_at=msg.issued_at)
         reason = self.validate(probe, now)
         if reason is not None:
             self._refuse(probe, f"reset-{reason}")
@@ -181,7 +185,7 @@ class Controller:
             return
         log.warning("junction %s: fault reset by %s (was: %s)", self.id, msg.operator or "engine", self.monitor.fault)
         self.pub.publish(m.TOPIC_FAULT, m.Fault(source=self.id, time=now if now != float("-inf") else 0.0,
-                                                 kind="reset", detail=msg.operator or "engine"))
+                                                 kind=FaultKind.RESET, detail=msg.operator or "engine"))
         self.reset_fault()
 
     def validate(self, msg: m.PhaseCommand, now: float) -> str | None:
@@ -197,10 +201,10 @@ class Controller:
                 return "stale"
             if msg.issued_at - now > self.cfg.max_command_age + self.cfg.tick:
                 return "from-the-future"
-        if msg.action == "advance":
+        if msg.action == Action.ADVANCE:
             if not (0 <= msg.phase < self.spec.n_phases):
                 return "no-such-phase"
-            if self.timer.interval != "green" and msg.phase != self.timer.target:
+            if self.timer.interval != Interval.GREEN and msg.phase != self.timer.target:
                 return "in-transition"
         return None
 
@@ -208,7 +212,7 @@ class Controller:
         if self.last_contact is not None and self.now is not None and self.now - self.last_contact > self.cfg.backup_time:
             self.counters.heartbeat_gaps += 1
         self.last_contact = t if self.last_contact is None else max(self.last_contact, t)
-        if self.mode == "local":
+        if self.mode == Mode.LOCAL:
             self.engine_back = True
 
     # -- the tick ------------------------------------------------------------------------------------
@@ -228,36 +232,34 @@ class Controller:
         if self._first_tick is None:
             self._first_tick = t
         silent_since = self.last_contact if self.last_contact is not None else self._first_tick
-        if self.mode == "engine" and t - silent_since > self.cfg.backup_time:
-            self._set_mode("local", t)
-        if self.mode == "local":
+        if self.mode == Mode.ENGINE and t - silent_since > self.cfg.backup_time:
+            self._set_mode(Mode.LOCAL, t)
+        if self.mode == Mode.LOCAL:
             k = timer.phase
-            if timer.interval == "green":
+            if timer.interval == Interval.GREEN:
                 timer.request = self.spec.net_next[k] if timer.since >= self.local_green(t, k) else None
         if self.monitor.fault is None:
             signal = timer.tick(dt)
             if not self.monitor.check(signal):
                 self.counters.faults += 1
-                self._set_mode("failsafe", t)
+                self._set_mode(Mode.FAILSAFE, t)
                 log.error("junction %s: fault latched: %s", self.id, self.monitor.fault)
-                self.pub.publish(m.TOPIC_FAULT, m.Fault(source=self.id, time=t, kind="conflict-monitor", detail=self.monitor.fault or ""))
+                self.pub.publish(m.TOPIC_FAULT, m.Fault(source=self.id, time=t, kind=FaultKind.CONFLICT_MONITOR, detail=self.monitor.fault or ""))
                 signal = self.monitor.failsafe_state()
         else:
             signal = self.monitor.failsafe_state()
         # back to the engine at a phase boundary: a green began with this tick (the timer's ``since``
         # is already dt here), or a green whose minimum has run, where the engine may hold or end it
         # like any other; never in yellow or all-red
-        if (self.mode == "local" and self.engine_back and timer.interval == "green"
+        if (self.mode == Mode.LOCAL and self.engine_back and timer.interval == Interval.GREEN
                 and (timer.since == dt or timer.green_shown >= timer.min_green[timer.phase])):
             if self.last_contact is not None and t - self.last_contact <= self.cfg.backup_time:
-                self._set_mode("engine", t)
+                self._set_mode(Mode.ENGINE, t)
         self.heads.show(signal)
         self.monitor.shown(signal, dt)
         self.ticks_done += 1
         self._publish_state(t, since=timer.since - dt)  # seconds shown in this interval before t
         return signal
-
-    _first_tick: float | None = None
 
     def local_green(self, t: float, k: int) -> float:
         """Green seconds of phase ``k`` in the local plan at clock ``t`` (the window in force, else
@@ -270,10 +272,10 @@ class Controller:
             self.plan_name = name
         return greens[k]
 
-    def _set_mode(self, mode: str, t: float) -> None:
+    def _set_mode(self, mode: Mode, t: float) -> None:
         if mode == self.mode:
             return
-        if mode == "local":
+        if mode == Mode.LOCAL:
             self.counters.fallbacks += 1
         log.info("junction %s: mode %s -> %s at t=%.1f", self.id, self.mode, mode, t)
         self.mode = mode
@@ -289,8 +291,8 @@ class Controller:
         self.timer.phase = self.timer.target = phase
         self.timer.since = 0.0
         self.timer.signal = self.spec.green_states[phase]
-        if self.mode == "failsafe":
-            self._set_mode("local", self.now or 0.0)
+        if self.mode == Mode.FAILSAFE:
+            self._set_mode(Mode.LOCAL, self.now or 0.0)
 
     def state(self, t: float, since: float | None = None) -> m.ControllerState:
         timer = self.timer
@@ -298,11 +300,11 @@ class Controller:
             junction=self.id,
             time=t,
             phase=timer.phase,
-            target=timer.target if timer.interval != "green" else timer.phase,
-            interval="failsafe" if self.mode == "failsafe" else timer.interval,  # type: ignore[arg-type]
+            target=timer.target if timer.interval != Interval.GREEN else timer.phase,
+            interval=Interval.FAILSAFE if self.mode == Mode.FAILSAFE else timer.interval,
             since=timer.since if since is None else since,
-            mode=self.mode,  # type: ignore[arg-type]
-            signal=timer.signal if self.mode != "failsafe" else self.monitor.failsafe_state(),
+            mode=self.mode,
+            signal=timer.signal if self.mode != Mode.FAILSAFE else self.monitor.failsafe_state(),
             last_seq=self.last_seq,
             accepted=self.counters.accepted,
             refused=self.counters.refused,

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controllers.timing import TimingConfig
-from engine.network import JunctionSpec
+from engine.protocol.junction import JunctionSpec
 
 DAY = 86400.0
 _TOP_KEYS = {"start_of_day", "window", "junction"}

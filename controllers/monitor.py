@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.network import JunctionSpec
+from engine.protocol.junction import JunctionSpec
 
 _GREEN = frozenset("Gg")
 _YELLOW = frozenset("yY")

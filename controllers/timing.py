@@ -24,7 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.network import JunctionSpec
+from engine.protocol.junction import JunctionSpec
+from engine.protocol.messages import Interval
 
 GREEN_CHARS = frozenset("Gg")
 
@@ -42,7 +43,7 @@ class TimingConfig:
 class Segment:
     state: str
     duration: float
-    kind: str  # "yellow" | "allred"
+    kind: Interval  # Interval.YELLOW | Interval.ALLRED
     extendable: bool = False
 
 
@@ -54,25 +55,25 @@ def transition_segments(spec: JunctionSpec, k: int, target: int, cfg: TimingConf
         segs: list[Segment] = []
         for state, dur in spec.net_transitions[k]:
             state = _keep_common_greens(state, cur, nxt)
-            kind = "yellow" if ("y" in state or "Y" in state) else "allred"
+            kind = Interval.YELLOW if ("y" in state or "Y" in state) else Interval.ALLRED
             segs.append(Segment(state, float(dur), kind))
-        yel = sum(s.duration for s in segs if s.kind == "yellow")
+        yel = sum(s.duration for s in segs if s.kind == Interval.YELLOW)
         if yel < cfg.yellow_min:
-            idx = max((i for i, s in enumerate(segs) if s.kind == "yellow"), default=None)
+            idx = max((i for i, s in enumerate(segs) if s.kind == Interval.YELLOW), default=None)
             if idx is None:
-                segs.insert(0, Segment(_yellow_state(cur, nxt), cfg.yellow_min, "yellow"))
+                segs.insert(0, Segment(_yellow_state(cur, nxt), cfg.yellow_min, Interval.YELLOW))
             else:
                 s = segs[idx]
-                segs[idx] = Segment(s.state, s.duration + cfg.yellow_min - yel, "yellow")
-        if not any(s.kind == "yellow" for s in segs) and _needs_yellow(cur, nxt):
-            segs.insert(0, Segment(_yellow_state(cur, nxt), max(cfg.yellow_min, spec.yellow[k]), "yellow"))
+                segs[idx] = Segment(s.state, s.duration + cfg.yellow_min - yel, Interval.YELLOW)
+        if not any(s.kind == Interval.YELLOW for s in segs) and _needs_yellow(cur, nxt):
+            segs.insert(0, Segment(_yellow_state(cur, nxt), max(cfg.yellow_min, spec.yellow[k]), Interval.YELLOW))
         return [s for s in segs if s.duration > 0]
     yellow = max(cfg.yellow_min, spec.yellow[k])
     allred = max(spec.allred[k], cfg.allred_out_of_order)
     segs = []
     if _needs_yellow(cur, nxt):
-        segs.append(Segment(_yellow_state(cur, nxt), yellow, "yellow"))
-    segs.append(Segment(_allred_state(cur, nxt), allred, "allred", extendable=True))
+        segs.append(Segment(_yellow_state(cur, nxt), yellow, Interval.YELLOW))
+    segs.append(Segment(_allred_state(cur, nxt), allred, Interval.ALLRED, extendable=True))
     return segs
 
 
@@ -114,7 +115,7 @@ class Timer:
         s = self.spec
         self.phase = s.start_phase
         self.target = s.start_phase
-        self.interval = "green"
+        self.interval = Interval.GREEN
         self.since = float(s.start_offset)  # seconds already shown in the current interval
         self.request: int | None = None  # green phase wanted next (None: hold)
         self._segs: list[Segment] = []
@@ -131,11 +132,11 @@ class Timer:
 
     # -- what the engine (or the local plan) may ask ---------------------------------------------
     def can_end_green(self) -> bool:
-        return self.interval == "green" and self.green_shown >= self.min_green[self.phase]
+        return self.interval == Interval.GREEN and self.green_shown >= self.min_green[self.phase]
 
     def tick(self, dt: float) -> str:
         """Advance one tick: returns the signal to show for the next ``dt`` seconds."""
-        if self.interval == "green":
+        if self.interval == Interval.GREEN:
             k = self.phase
             want = self.request if (self.request is not None and self.request != k) else None
             if self.since >= self.max_green[k] and want is None:
@@ -145,12 +146,12 @@ class Timer:
                 self._begin_transition(want)
         else:
             self._advance_transition()
-        if self.interval == "green":
+        if self.interval == Interval.GREEN:
             self.signal = self.spec.green_states[self.phase]
         else:
             self.signal = self._segs[self._seg].state
         self.since += dt
-        if self.interval != "green":
+        if self.interval != Interval.GREEN:
             self._seg_since += dt
         else:
             self.green_shown += dt
@@ -193,7 +194,7 @@ class Timer:
 
     def _finish_transition(self) -> None:
         self.phase = self.target
-        self.interval = "green"
+        self.interval = Interval.GREEN
         self.since = 0.0
         self.green_shown = 0.0
         if self.request == self.phase:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine import messages as m
+from engine.protocol import messages as m
 from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE, Network
 from engine.policies.base import FusedObservations
 

@@ -23,16 +23,19 @@ from collections import Counter, deque
 import numpy as np
 import zmq
 
-from engine import bus
-from engine import messages as m
+from engine.protocol import bus
+from engine.protocol import messages as m
 from engine.fusion import Fusion
 from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE, Network
 from engine.operator import OperatorServer, Request
-from engine.policies import JunctionState, get_policy, policy_net, seed_rng, warmup
+from engine.policies import IntervalCode, JunctionState, get_policy, policy_net, seed_rng, warmup
+from engine.protocol.messages import Action, FaultKind, Interval, Mode, ResetResult, TickPhase
 
 log = logging.getLogger("lintas.engine")
 
-INTERVAL_CODE = {"green": 0, "yellow": 1, "allred": 2, "failsafe": 3}
+# what a controller reports -> what the kernels read
+INTERVAL_CODE = {Interval.GREEN: IntervalCode.GREEN, Interval.YELLOW: IntervalCode.YELLOW,
+                 Interval.ALLRED: IntervalCode.ALLRED, Interval.FAILSAFE: IntervalCode.OFFLINE}
 
 
 class Engine:
@@ -68,26 +71,26 @@ class Engine:
         self.sub = bus.Subscriber(ctx, ep, [m.TOPIC_DETECTORS, m.TOPIC_TICK, m.TOPIC_PLAN], security=security)
         self.pub = bus.Publisher(ctx, ep, security=security)
         try:
-            self.desk = OperatorServer(ctx, operator, security) if operator else None
+            self.operator_server = OperatorServer(ctx, operator, security) if operator else None
         except Exception:
             for s in (self.router, self.sub, self.pub):
                 s.close()
             raise
         self.reset_timeout = reset_timeout
-        self.resets: Counter[str] = Counter()  # operator requests by result
+        self.resets: Counter[ResetResult] = Counter()  # operator requests by result
         self._pending: dict[int, list[tuple[Request, str, float]]] = {}  # resets awaiting confirmation
         n_j = network.n_junctions
         self.cur_phase = network.jn_phase_ptr[:-1].astype(np.int32).copy()
-        self.interval = np.full(n_j, 3, dtype=np.int8)
+        self.interval = np.full(n_j, IntervalCode.OFFLINE, dtype=np.int8)
         self.since = np.zeros(n_j)
         self.state_time = np.full(n_j, -np.inf)
         self.online = np.zeros(n_j, dtype=np.bool_)
-        self.mode = ["starting"] * n_j  # each controller's mode, as last reported
+        self.mode = [Mode.STARTING] * n_j  # each controller's mode, as last reported
         self.seq = np.zeros(n_j, dtype=np.int64)
         self.target = np.full(n_j, -1, dtype=np.int32)
         self.rng = seed_rng(seed, n_j)
         self.pnet = policy_net(network)
-        self.observer = Fusion(network)  # sensor fusion with detector health (engine/fusion.py)
+        self.fusion = Fusion(network)  # sensor fusion with detector health (engine/fusion.py)
         self.commands_sent = 0
         self.ticks_done = 0
         self.stopped = False
@@ -97,7 +100,7 @@ class Engine:
         self._hb = 0
 
     def sockets(self) -> list[zmq.Socket]:
-        return [self.router.sock, self.sub.sock, *([self.desk.sock] if self.desk is not None else [])]
+        return [self.router.sock, self.sub.sock, *([self.operator_server.sock] if self.operator_server is not None else [])]
 
     # -- inputs --------------------------------------------------------------------------------------
     def pump(self) -> bool:
@@ -111,8 +114,8 @@ class Engine:
                     self.router.stats.drop("unknown-junction")
                     continue
                 self._on_state(j, msg)
-        if self.desk is not None:
-            for req in self.desk.drain():
+        if self.operator_server is not None:
+            for req in self.operator_server.drain():
                 progressed = True
                 self._on_operator(req)
             if self._pending:
@@ -120,18 +123,18 @@ class Engine:
         for _topic, msg in self.sub.drain():
             progressed = True
             if isinstance(msg, m.DetectorBatch):
-                self.observer.update(msg)
+                self.fusion.update(msg)
             elif isinstance(msg, m.ClockTick):
                 self._ticks.append(msg)
             elif isinstance(msg, m.Plan):
-                self.observer.on_plan(msg)
+                self.fusion.on_plan(msg)
         while self._ticks:
             tk = self._ticks[0]
-            if tk.phase == "stop":
+            if tk.phase == TickPhase.STOP:
                 self.stopped = True
                 self._ticks.clear()
                 return True
-            if tk.phase == "sync":
+            if tk.phase == TickPhase.SYNC:
                 self._ticks.popleft()
                 self._heartbeat(tk.time)
                 continue
@@ -151,19 +154,19 @@ class Engine:
         if not self.online[j]:
             log.info("junction %s online (mode %s)", st.junction, st.mode)
             if self.now is not None:
-                self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=st.time, kind="junction-online",
+                self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=st.time, kind=FaultKind.JUNCTION_ONLINE,
                                                         detail=st.junction))
         self.online[j] = True
         self.state_time[j] = st.time
         self.cur_phase[j] = self.net.jn_phase_ptr[j] + st.phase
-        self.interval[j] = INTERVAL_CODE.get(st.interval, 3) if st.mode == "engine" else 3
-        self.observer.set_signal(j, int(self.cur_phase[j]) if st.interval == "green" else -1)
+        self.interval[j] = INTERVAL_CODE[st.interval] if st.mode == Mode.ENGINE else IntervalCode.OFFLINE
+        self.fusion.set_signal(j, int(self.cur_phase[j]) if st.interval == Interval.GREEN else -1)
         self.since[j] = st.since
         self.seq[j] = max(self.seq[j], st.last_seq)
         self.mode[j] = st.mode
-        if st.mode != "failsafe" and j in self._pending:
+        if st.mode != Mode.FAILSAFE and j in self._pending:
             for req, who, _deadline in self._pending.pop(j):
-                self._answer(req, st.junction, who, "ok", f"fault of {st.junction} cleared; its controller runs the "
+                self._answer(req, st.junction, who, ResetResult.OK, f"fault of {st.junction} cleared; its controller runs the "
                              f"local plan and returns to engine control at a phase boundary")
 
     def _ready(self, t: float) -> bool:
@@ -188,16 +191,16 @@ class Engine:
             for j in np.flatnonzero(stale):
                 jid = self.net.junctions[j].id
                 log.warning("junction %s offline: no state for %.1f s", jid, t - self.state_time[j])
-                self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=t, kind="junction-offline", detail=jid))
+                self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=t, kind=FaultKind.JUNCTION_OFFLINE, detail=jid))
             self.online[stale] = False
         # time in interval now, from the last report
         since_now = self.since + np.where(np.isfinite(self.state_time), t - self.state_time, 0.0)
         state = JunctionState(self.cur_phase, self.interval, since_now, self.online)
-        obs = self.observer.observations(t)
+        obs = self.fusion.observations(t)
         self.target.fill(-1)
         self.policy.kernel(float(t), self.pnet, state, obs, self.params, self.rng, self.target)
-        if self.policy.name == "adaptive":  # neighbour coordination: every junction's plan on the bus
-            for plan in self.observer.plans(t, state):
+        if self.policy.publishes_plans:  # neighbour coordination: every junction's plan on the bus
+            for plan in self.fusion.plans(t, state):
                 self.pub.publish(m.TOPIC_PLAN, plan)
         self._send(t)
         self.ticks_done += 1
@@ -211,9 +214,9 @@ class Engine:
             if not self.online[j]:
                 continue
             k = int(self.target[j])
-            if k >= 0 and (not respects or (self.interval[j] == 0 and k != self.cur_phase[j])):
+            if k >= 0 and (not respects or (self.interval[j] == IntervalCode.GREEN and k != self.cur_phase[j])):
                 self.seq[j] += 1
-                cmd = m.PhaseCommand(junction=spec.id, action="advance", phase=k - int(ptr[j]), seq=int(self.seq[j]), issued_at=t)
+                cmd = m.PhaseCommand(junction=spec.id, action=Action.ADVANCE, phase=k - int(ptr[j]), seq=int(self.seq[j]), issued_at=t)
                 self.router.send(spec.id, cmd)
                 self.commands_sent += 1
             else:
@@ -238,7 +241,7 @@ class Engine:
         if msg is None or not msg.junction or not msg.operator:
             why = req.error or "name the junction and the operator"
             log.warning("operator request from key %s refused: %s", req.key or "-", why)
-            self._answer(req, msg.junction if msg else "", "", "bad-request", f"malformed request: {why} "
+            self._answer(req, msg.junction if msg else "", "", ResetResult.BAD_REQUEST, f"malformed request: {why} "
                          f"(see the reset-request message in docs/protocol.md)")
             return
         jid = msg.junction
@@ -247,18 +250,18 @@ class Engine:
         if j is None:
             ids = [s.id for s in self.net.junctions]
             sample = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
-            self._answer(req, jid, who, "unknown-junction", f"no junction {jid!r} in this engine's network "
+            self._answer(req, jid, who, ResetResult.UNKNOWN_JUNCTION, f"no junction {jid!r} in this engine's network "
                          f"({len(ids)} junctions: {sample})")
             return
         if not self.online[j]:
-            self._answer(req, jid, who, "offline", f"junction {jid} is offline: its controller does not report")
+            self._answer(req, jid, who, ResetResult.OFFLINE, f"junction {jid} is offline: its controller does not report")
             return
-        if self.mode[j] != "failsafe":
-            self._answer(req, jid, who, "not-faulted", f"junction {jid} has no latched fault (mode {self.mode[j]})")
+        if self.mode[j] != Mode.FAILSAFE:
+            self._answer(req, jid, who, ResetResult.NOT_FAULTED, f"junction {jid} has no latched fault (mode {self.mode[j].value})")
             return
         if j not in self._pending:
             if not self.reset(jid, who):
-                self._answer(req, jid, who, "offline", f"junction {jid} is offline: its controller is not connected")
+                self._answer(req, jid, who, ResetResult.OFFLINE, f"junction {jid} is offline: its controller is not connected")
                 return
             log.warning("operator %s: fault reset sent to junction %s", who, jid)
         self._pending.setdefault(j, []).append((req, who, self.wall() + self.reset_timeout))
@@ -268,24 +271,24 @@ class Engine:
         for j in [j for j, reqs in self._pending.items() if all(d <= now for _r, _w, d in reqs)]:
             jid = self.net.junctions[j].id
             for req, who, _deadline in self._pending.pop(j):
-                self._answer(req, jid, who, "not-confirmed", f"reset sent to {jid}, but its controller still reported "
+                self._answer(req, jid, who, ResetResult.NOT_CONFIRMED, f"reset sent to {jid}, but its controller still reported "
                              f"a fault after {self.reset_timeout:g} s (it may have refused it: see the refusal topic)")
 
-    def _answer(self, req: Request, junction: str, who: str, result: str, detail: str) -> None:
+    def _answer(self, req: Request, junction: str, who: str, result: ResetResult, detail: str) -> None:
         self.resets[result] += 1
         if junction:
             log.warning("operator reset of junction %s by %s: %s", junction, who or "-", result)
-            self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=self.now or 0.0, kind="operator-reset",
+            self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=self.now or 0.0, kind=FaultKind.OPERATOR_RESET,
                                                     detail=f"{junction} by {who or '-'}: {result}"))
-        assert self.desk is not None
-        self.desk.reply(req, m.ResetReply(junction=junction, result=result, detail=detail))  # type: ignore[arg-type]
+        assert self.operator_server is not None
+        self.operator_server.reply(req, m.ResetReply(junction=junction, result=result, detail=detail))
 
     def _heartbeat(self, t: float) -> None:
         self._hb += 1
         self.pub.publish(m.TOPIC_HEARTBEAT, m.Heartbeat(sender="engine", time=t, seq=self._hb))
 
     def close(self) -> None:
-        for s in (self.router, self.sub, self.pub, *([self.desk] if self.desk is not None else [])):
+        for s in (self.router, self.sub, self.pub, *([self.operator_server] if self.operator_server is not None else [])):
             s.close()
 
 

@@ -1,6 +1,6 @@
 """The engine's picture of a city: flat NumPy arrays compiled from a SUMO net (or any other source).
 
-Nothing in here knows SUMO. ``simulation/netcompile.py`` fills these structures from a net with
+Nothing in here knows SUMO. ``simulation/sumo/netcompile.py`` fills these structures from a net with
 sumolib; a deployment can load them from the JSON that ``Network.to_json`` writes.
 
 Indexing conventions (all int32/float64 arrays, CSR where one thing maps to many):
@@ -15,63 +15,18 @@ Indexing conventions (all int32/float64 arrays, CSR where one thing maps to many
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import msgspec
 import numpy as np
 
+from engine.protocol.junction import JunctionSpec
+
 DET_STOPLINE = 0  # induction loop (E1) at the stop line
 DET_ADVANCE = 1  # induction loop (E1) upstream of the stop line
 DET_AREA = 2  # lane-area detector (E2) or camera counting zone over the approach
 DET_KIND_NAMES = ("stopline", "advance", "area")
-
-
-class JunctionSpec(msgspec.Struct, frozen=True):
-    """Everything a controller needs to time one signalised junction safely (JSON-serialisable, so
-    a roadside controller process can load it from a file).
-
-    green_states[k]: the signal string of green phase k (SUMO letters, one per link).
-    net_next[k]: the green phase the net's program serves after k (ring order).
-    fixed_green[k]: the net program's duration of green phase k (s).
-    min_green[k] / max_green[k]: bounds the controller enforces (s).
-    yellow[k]: yellow after green phase k (s, >= 3 s), from the net where its yellow is longer.
-    allred[k]: all-red after that yellow (s), from the net or configured.
-    net_transitions[k]: the net's own intermediate states (state, duration) between k and net_next[k].
-    conflicts: n_links strings of '0'/'1'; conflicts[a][b] == '1' when links a and b must never be
-    green or yellow together.
-    link_in_lane / link_out_lane / link_via: lane ids per link ('' where none, e.g. crossings).
-    start_phase: green phase the junction starts in; start_offset: seconds already spent in it.
-    program_greens[i]: for phase i of the net's program (SUMO's phase index, yellows included), the
-    green phase it shows, or -1 for a yellow / all-red phase (empty in specs compiled before it existed).
-    """
-
-    id: str
-    n_links: int
-    green_states: list[str]
-    net_next: list[int]
-    fixed_green: list[float]
-    min_green: list[float]
-    max_green: list[float]
-    yellow: list[float]
-    allred: list[float]
-    net_transitions: list[list[tuple[str, float]]]
-    conflicts: list[str]
-    link_in_lane: list[str]
-    link_out_lane: list[str]
-    link_via: list[str]
-    start_phase: int = 0
-    start_offset: float = 0.0
-    program_greens: list[int] = []
-
-    @property
-    def n_phases(self) -> int:
-        return len(self.green_states)
-
-    def conflict_matrix(self) -> np.ndarray:
-        return np.array([[c == "1" for c in row] for row in self.conflicts], dtype=np.bool_).reshape(
-            self.n_links, self.n_links
-        )
 
 
 @dataclass
@@ -153,13 +108,38 @@ class Network:
 
     @classmethod
     def from_json(cls, path: Path) -> "Network":
-        raw = msgspec.json.decode(Path(path).read_bytes())
+        """The network ``to_json`` wrote (``lintas compile`` writes ``network.json``); :class:`NetworkError`
+        naming the file when it cannot be read or is not such a network."""
+        p = Path(path)
+        try:
+            raw = msgspec.json.decode(p.read_bytes())
+        except OSError as exc:
+            raise NetworkError(f"{p}: cannot read ({exc.strerror or exc})") from None
+        except msgspec.DecodeError as exc:
+            raise NetworkError(f"{p}: not JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise NetworkError(f"{p}: not a Lintas network (expected a JSON object)")
+        missing = sorted(set(NETWORK_FIELDS) - set(raw))
+        if missing:
+            raise NetworkError(f"{p}: not a Lintas network (missing {', '.join(missing)})")
         kw = {}
-        for k, v in raw.items():
-            if isinstance(v, dict) and "dtype" in v:
-                kw[k] = np.asarray(v["data"], dtype=v["dtype"])
-            elif k == "junctions":
-                kw[k] = [msgspec.convert(j, JunctionSpec) for j in v]
-            else:
-                kw[k] = v
+        try:
+            for k in NETWORK_FIELDS:
+                v = raw[k]
+                if isinstance(v, dict) and "dtype" in v:
+                    kw[k] = np.asarray(v["data"], dtype=v["dtype"])
+                elif k == "junctions":
+                    kw[k] = [msgspec.convert(j, JunctionSpec) for j in v]
+                else:
+                    kw[k] = v
+        except (msgspec.ValidationError, TypeError, ValueError, KeyError) as exc:
+            raise NetworkError(f"{p}: field '{k}' is not valid ({exc})") from None
         return cls(**kw)
+
+
+class NetworkError(ValueError):
+    """A network file that cannot be used (one line naming the file and what is wrong)."""
+
+
+#: the fields of a network file (everything but the derived indexes)
+NETWORK_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Network) if f.name not in ("junction_index", "det_index"))

@@ -1,6 +1,6 @@
 """The engine's operator endpoint: a person asks the engine to clear a junction's latched fault.
 
-A latched conflict-monitor fault is cleared only by a :class:`~engine.messages.FaultReset` on the
+A latched conflict-monitor fault is cleared only by a :class:`~engine.protocol.messages.FaultReset` on the
 CURVE-authenticated command channel, which only the engine can send (``Engine.reset``). This module
 lets an operator ask for one:
 
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import zmq
 
-from engine import bus
-from engine import messages as m
-from engine.security import OPERATOR_DOMAIN, SecurityError
+from engine.protocol import bus
+from engine.protocol import messages as m
+from engine.protocol.security import OPERATOR_DOMAIN, SecurityError
 
 log = logging.getLogger("lintas.operator")
 
@@ -130,7 +130,7 @@ def request_reset(endpoint: str, junction: str, operator: str, *, security=None,
                   timeout: float = 10.0) -> m.ResetReply:
     """Ask the engine at ``endpoint`` to reset ``junction``'s fault; returns its reply. Raises
     :class:`OperatorError` when no reply comes within ``timeout`` seconds. With ``security`` (a
-    :class:`~engine.security.Security` loaded for an operator key) the socket is a CURVE client of
+    :class:`~engine.protocol.security.Security` loaded for an operator key) the socket is a CURVE client of
     the engine's key."""
     ctx = ctx or zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)

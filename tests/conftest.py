@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-RESCO_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "scenarios" / "resco"
+from scenarios import RESCO_DIR
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,7 @@ from .base import (
     AdaptiveParam,
     FixedParam,
     FusedObservations,
+    IntervalCode,
     JunctionState,
     MaxPressureParam,
     Observations,
@@ -73,6 +74,7 @@ __all__ = [
     "AdaptiveParam",
     "FixedParam",
     "FusedObservations",
+    "IntervalCode",
     "JunctionState",
     "MaxPressureParam",
     "Observations",
@@ -161,6 +163,7 @@ _REGISTRY: dict[str, Policy] = {
             AdaptiveParam,
             True,
             "look-ahead schedule: extend while the delay saved beats the delay imposed; plans to neighbours",
+            publishes_plans=True,
         ),
     )
 }

@@ -59,10 +59,21 @@ import numpy as np
 
 HOLD = -1
 
-INTERVAL_GREEN = 0
-INTERVAL_YELLOW = 1
-INTERVAL_ALLRED = 2
-INTERVAL_OFFLINE = 3  # offline / fail-safe / local control: never command
+
+class IntervalCode(IntEnum):
+    """``JunctionState.interval``: what each junction shows, as the kernels read it (int8)."""
+
+    GREEN = 0
+    YELLOW = 1
+    ALLRED = 2
+    OFFLINE = 3  # offline / fail-safe / local control: never command
+
+
+# plain ints for the numba kernels (module constants are frozen into the compiled code)
+INTERVAL_GREEN = int(IntervalCode.GREEN)
+INTERVAL_YELLOW = int(IntervalCode.YELLOW)
+INTERVAL_ALLRED = int(IntervalCode.ALLRED)
+INTERVAL_OFFLINE = int(IntervalCode.OFFLINE)
 
 
 class PolicyNet(NamedTuple):
@@ -344,6 +355,7 @@ class Policy:
     respects_limits: bool  # True: proposes only for online green junctions, never before min green
     # (fixed: at phase_fixed) nor a no-op; False (random): proposes anything, anytime
     doc: str = ""
+    publishes_plans: bool = False  # True: the kernel writes plan arrays the engine publishes as ``Plan``
 
     @property
     def n_params(self) -> int:

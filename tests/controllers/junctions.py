@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.network import JunctionSpec
+from engine.protocol.junction import JunctionSpec
+from scenarios import DEMO, RESCO_DIR, RESCO_MAPS
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO_DIR = REPO / "scenarios" / "bunda_kota"
-RESCO_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "scenarios" / "resco"
-RESCO_MAPS = ("cologne1", "cologne3", "ingolstadt1", "ingolstadt7", "grid4x4")
+DEMO_DIR = DEMO
 
 GREEN = frozenset("Gg")
 YELLOW = frozenset("yY")
@@ -71,8 +69,8 @@ def small_spec(**overrides) -> JunctionSpec:
 
 @cache
 def _compile(path: str) -> tuple[JunctionSpec, ...]:
-    from simulation.netcompile import compile_network
-    from simulation.scenario import load_scenario
+    from simulation.sumo.netcompile import compile_network
+    from simulation.sumo.scenario import load_scenario
 
     return tuple(compile_network(load_scenario(Path(path))).junctions)
 

@@ -1,5 +1,5 @@
 """controllers/controller.py end to end over REAL ZeroMQ sockets (inproc, one context): the engine
-side is an engine.bus.CommandServer plus a bus subscriber behind a real Forwarder. Ticks are driven
+side is an engine.protocol.bus.CommandServer plus a bus subscriber behind a real Forwarder. Ticks are driven
 by calling ``do_tick`` directly; commands reach the controller only through ``pump``."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from junctions import RecordingHeads, check_sequence, demo_specs, resco_specs
 
 from controllers.controller import Controller, ControllerConfig
-from engine import bus
-from engine import messages as m
+from engine.protocol import bus
+from engine.protocol import messages as m
 
 TIMEOUT = 5.0
 

@@ -15,9 +15,9 @@ from junctions import RecordingHeads, check_sequence, demo_specs, small_spec
 
 from controllers.controller import Controller
 from controllers.localplan import PlanError, load_plan
-from engine import bus
+from engine.protocol import bus
+from scenarios import DEMO, REPO
 
-REPO = Path(__file__).resolve().parents[2]
 # small_spec's program: 0 green 'Ggrr', 1-2 its transition, 3 green 'rGrr', 4-5, 6 green 'rrGg', 7
 PROGRAM = [0, -1, -1, 1, -1, -1, 2, -1]
 
@@ -200,20 +200,20 @@ def test_plan_against_a_compiled_junction_and_the_command_line(tmp_path):
     spec_file = tmp_path / "A1.json"
     spec_file.write_bytes(msgspec.json.encode(a1))
     bad = _write(tmp_path, _window("0 = 40, 1 = 12"))
-    r = subprocess.run([sys.executable, "-m", "simulation.cli", "controller", str(spec_file), "--plan", str(bad),
+    r = subprocess.run([sys.executable, "-m", "cli", "controller", str(spec_file), "--plan", str(bad),
                         "--commands", "inproc://x", "--bus-in", "inproc://y", "--bus-out", "inproc://z"],
                        check=False, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.strip() == (f"lintas: error: {bad}: window[0].greens.1: phase 1 of A1 is "
                                                        f"not a green phase (a yellow or all-red phase of the net's "
                                                        f"program); green ones: 0, 2, 4")
-    r = subprocess.run([sys.executable, "-m", "simulation.cli", "simulate", str(REPO / "scenarios" / "bunda_kota"),
+    r = subprocess.run([sys.executable, "-m", "cli", "simulate", str(DEMO),
                         "--local-plan", str(bad), "-q"], check=False, cwd=REPO, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 2 and f"{bad}: window[0].greens.1: phase 1 of A1 is not a green phase" in r.stderr
 
 
 def test_shipped_demo_plan_is_valid_and_is_the_readme_example(tmp_path):
-    shipped = REPO / "scenarios" / "bunda_kota" / "local_plan.toml"
+    shipped = DEMO / "local_plan.toml"
     blocks = re.findall(r"```toml\n(.*?)```", (REPO / "README.md").read_text(), flags=re.DOTALL)
     assert shipped.read_text() in blocks
     doc_blocks = re.findall(r"```toml\n(.*?)```", (REPO / "docs" / "safety.md").read_text(), flags=re.DOTALL)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import messages as m
+from engine.protocol import messages as m
 from engine.fusion import DEAD, OK, STALE, STUCK, Fusion
 from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE, Network
 from engine.policies import FusedObservations
@@ -221,7 +221,7 @@ def test_everything_gone_places_a_standing_call():
 def _fed_net() -> Network:
     """One junction, three lanes: U_0 (phase 0) feeds approach E, whose lanes are E_0 (phase 1) and E_1
     (phase 1 permissive 'g', phase 2 protected 'G'). Each lane has the three Lintas detectors."""
-    from engine.network import JunctionSpec
+    from engine.protocol.junction import JunctionSpec
 
     lanes_ = ["U_0", "E_0", "E_1"]
     ids, dl, kinds, pos, length = _detectors(lanes_)
@@ -327,7 +327,7 @@ def test_no_false_alarms_on_a_long_healthy_run():
 
 
 def test_neighbour_plan_becomes_predicted_arrivals_beyond_the_detectors():
-    from engine.network import JunctionSpec
+    from engine.protocol.junction import JunctionSpec
 
     net = small_net()
     net.junctions = [JunctionSpec(id="J", n_links=1, green_states=["G"], net_next=[0], fixed_green=[30.0],

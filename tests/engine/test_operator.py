@@ -14,16 +14,15 @@ import pytest
 import zmq
 
 from controllers.controller import Controller
-from engine import bus
-from engine import messages as m
+from engine.protocol import bus
+from engine.protocol import messages as m
 from engine.loop import Engine
 from engine.operator import OperatorError, OperatorServer, request_reset
-from engine.security import OPERATOR_DOMAIN, Security, SecurityError, create_keys
-from simulation.netcompile import compile_network
-from simulation.scenario import load_scenario
+from engine.protocol.security import OPERATOR_DOMAIN, Security, SecurityError, create_keys
+from simulation.sumo.netcompile import compile_network
+from simulation.sumo.scenario import load_scenario
+from scenarios import DEMO, REPO
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "scenarios" / "bunda_kota"
 TIMEOUT = 20.0  # generous: CI machines are small and shared
 
 
@@ -168,7 +167,7 @@ def test_keys_not_on_the_operator_list_get_nothing_done(centre, keydir, who, mon
         centre.cycle()
     assert centre.ctrl.monitor.fault is not None and centre.ctrl.mode == "failsafe"
     assert int(centre.eng.seq[centre.j]) == seq_before  # the engine sent no reset
-    assert sum(centre.eng.resets.values()) == 0 and centre.eng.desk.stats.received == 0
+    assert sum(centre.eng.resets.values()) == 0 and centre.eng.operator_server.stats.received == 0
 
 
 def test_unknown_junction_offline_and_not_faulted_get_clear_replies(centre, keydir):
@@ -199,17 +198,17 @@ def test_garbage_on_the_operator_socket_is_counted_and_the_engine_runs_on(centre
     dealer.setsockopt(zmq.LINGER, 0)
     sec.client(dealer, server="engine")
     dealer.connect(centre.op_ep)
-    desk = centre.eng.desk
+    server = centre.eng.operator_server
     try:
         dealer.send(b"\xff\x00 not msgpack")  # does not decode: counted, answered bad-request
         centre._until(lambda: dealer.poll(0), "the bad-request reply")
         rep = m.decode(dealer.recv_multipart()[-1])
         assert isinstance(rep, m.ResetReply) and rep.result == "bad-request" and "malformed" in rep.detail
-        before = desk.stats.dropped
+        before = server.stats.dropped
         dealer.send_multipart([b"a", b"b", b"c"])  # wrong envelope: dropped and counted, no reply
         dealer.send(m.encode(m.Heartbeat(sender="operator")))  # a known message of the wrong kind
         dealer.send(m.encode(m.ResetRequest(junction="A1", operator="")))  # nobody named
-        centre._until(lambda: desk.stats.dropped >= before + 2, "the drops")
+        centre._until(lambda: server.stats.dropped >= before + 2, "the drops")
         kinds: list[str] = []
 
         def two_replies():
@@ -219,7 +218,7 @@ def test_garbage_on_the_operator_socket_is_counted_and_the_engine_runs_on(centre
 
         centre._until(two_replies, "two replies")
         assert kinds == ["bad-request", "bad-request"]
-        assert desk.stats.drop_reasons.get("frames", 0) >= 1 and desk.stats.drop_reasons.get("unexpected-type") == 1
+        assert server.stats.drop_reasons.get("frames", 0) >= 1 and server.stats.drop_reasons.get("unexpected-type") == 1
         # the engine still serves: a proper request is answered, the controller still commanded
         dealer.send(m.encode(m.ResetRequest(junction="A1", operator="budi")))
         centre._until(lambda: dealer.poll(0), "the reply")
@@ -254,7 +253,7 @@ def test_operator_domain_has_its_own_allow_list(keydir):
 
 def test_lintas_reset_command(centre, keydir):
     """The command line: an unknown junction prints the engine's answer and exits 1; no keys on tcp: 2."""
-    cmd = [sys.executable, "-m", "simulation.cli", "reset", "Z9", "--operator", "budi", "--keys", str(keydir),
+    cmd = [sys.executable, "-m", "cli", "reset", "Z9", "--operator", "budi", "--keys", str(keydir),
            "--endpoint", centre.op_ep, "--timeout", str(TIMEOUT)]
     out = centre.ask(lambda: subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=60))
     r = out["reply"]
@@ -268,7 +267,7 @@ def test_lintas_keys_operator_option(tmp_path):
     d = tmp_path / "k"
 
     def lintas(*args):
-        return subprocess.run([sys.executable, "-m", "simulation.cli", "keys", str(d), *args], check=False, cwd=REPO,
+        return subprocess.run([sys.executable, "-m", "cli", "keys", str(d), *args], check=False, cwd=REPO,
                               capture_output=True, text=True, timeout=60)
 
     r = lintas()  # the default names: 'operator' is an operator

@@ -6,14 +6,16 @@ import urllib.request
 import zmq
 
 from controllers.controller import Controller
-from engine import bus
-from engine import messages as m
-from engine.telemetry import ControllerCollector, EngineCollector, serve_metrics
-from simulation.netcompile import compile_network
-from simulation.scenario import load_scenario
+from engine.protocol import bus
+from engine.protocol import messages as m
+from controllers.metrics import ControllerCollector
+from engine.metrics import EngineCollector
+from engine.protocol.telemetry import serve_metrics
+from simulation.sumo.netcompile import compile_network
+from simulation.sumo.scenario import load_scenario
 from pathlib import Path
+from scenarios import DEMO
 
-DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "bunda_kota"
 
 
 def _port() -> int:
@@ -40,9 +42,9 @@ def test_controller_and_engine_metrics():
     stops = []
     try:
         ctrl.do_tick(0.0)
-        ctrl._on_engine(m.PhaseCommand(junction="elsewhere", action="advance", phase=0, seq=1, issued_at=0.0))
-        ctrl._on_engine(m.PhaseCommand(junction=spec.id, action="advance", phase=99, seq=2, issued_at=0.0))
-        ctrl._on_engine(m.PhaseCommand(junction=spec.id, action="hold", phase=-1, seq=3, issued_at=0.0))
+        ctrl.receive(m.PhaseCommand(junction="elsewhere", action="advance", phase=0, seq=1, issued_at=0.0))
+        ctrl.receive(m.PhaseCommand(junction=spec.id, action="advance", phase=99, seq=2, issued_at=0.0))
+        ctrl.receive(m.PhaseCommand(junction=spec.id, action="hold", phase=-1, seq=3, issued_at=0.0))
         for t in range(1, 8):  # no engine word after t=0: falls back to the local plan
             ctrl.do_tick(float(t))
         pc, pe = _port(), _port()

@@ -1,0 +1,87 @@
+"""The controller's command: ``lintas controller`` (or ``python -m controllers``), one process per junction.
+
+It needs the wire protocol (engine/protocol/) and the controller, nothing else: no SUMO, no engine, no
+policy kernels, so a roadside cabinet installs Lintas' core alone and runs this.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from engine.protocol.service import CommandError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="One intersection controller.")
+
+CLOCKS = ("bus", "wall")
+
+
+@app.command(help="Run one intersection controller. Example: lintas controller out/junctions/J1.json "
+             "--bus-in tcp://127.0.0.1:5555 --bus-out tcp://127.0.0.1:5556 --commands tcp://127.0.0.1:5557")
+def controller(
+    spec_file: Annotated[Path, typer.Argument(help="Junction spec JSON (lintas compile writes them)")],
+    bus_in: Annotated[str, typer.Option()] = "tcp://127.0.0.1:5555",
+    bus_out: Annotated[str, typer.Option()] = "tcp://127.0.0.1:5556",
+    commands: Annotated[str, typer.Option()] = "tcp://127.0.0.1:5557",
+    lockstep: Annotated[bool, typer.Option(help="Clock from the runner's ticks, waiting for the engine")] = True,
+    lockstep_wait: Annotated[float, typer.Option()] = 2.0,
+    clock: Annotated[str, typer.Option(help="bus: ticks from the simulation runner; wall: the wall clock")] = "bus",
+    keys: Annotated[Optional[Path], typer.Option("--keys", help="Key directory (lintas keys DIR): uses the pair named "
+                                                 "after the junction id, else the 'controller' pair")] = None,
+    metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Serve Prometheus metrics on "
+                                                        "http://127.0.0.1:PORT/metrics")] = None,
+    plan: Annotated[Optional[Path], typer.Option("--plan", help="Time-of-day local plan (TOML) to run when the "
+                                                 "engine is silent (default: the net's program)")] = None,
+) -> None:
+    import zmq
+
+    from controllers.controller import Controller, ControllerConfig
+    from controllers.localplan import PlanError, load_plan
+    from controllers.metrics import ControllerCollector
+    from engine.protocol import bus as b
+    from engine.protocol.junction import SpecError, read_spec
+    from engine.protocol.security import SecurityError, secret_file
+    from engine.protocol.service import WallTicker, load_security, serve, start_metrics
+
+    if clock not in CLOCKS:
+        raise CommandError(f"--clock: unknown clock '{clock}' (choose from: {', '.join(CLOCKS)})")
+    try:
+        spec = read_spec(spec_file)
+    except SpecError as exc:
+        raise CommandError(str(exc)) from None
+    cfg = ControllerConfig(lockstep_wait=lockstep_wait)
+    local = None
+    if plan is not None:
+        try:
+            local = load_plan(plan).for_junction(spec, cfg.timing)
+        except PlanError as exc:
+            raise CommandError(str(exc)) from None
+    ep = b.Endpoints(bus_in, bus_out, commands)
+    sec = None
+    if keys is not None:
+        try:
+            me = spec.id if secret_file(keys, spec.id).is_file() else "controller"
+        except SecurityError as exc:
+            raise CommandError(str(exc)) from None
+        sec = load_security(keys, me, zmq.Context.instance())
+    try:
+        ctrl = Controller(spec, ep, cfg=cfg, lockstep=lockstep and clock == "bus", security=sec, plan=local)
+    except Exception:
+        if sec is not None:
+            sec.close()
+        raise
+    stop_metrics = start_metrics(metrics_port, ControllerCollector(ctrl))
+    try:
+        if clock == "wall":
+            serve(ctrl, on_tick=ctrl.do_tick, ticker=WallTicker(1.0))
+        else:
+            serve(ctrl)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_metrics()
+        ctrl.close()
+        if sec is not None:
+            sec.close()

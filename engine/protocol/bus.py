@@ -1,0 +1,315 @@
+"""ZeroMQ transports for Lintas: the telemetry bus (PUB -> XSUB|XPUB forwarder -> SUB) and the
+engine -> controller command channel (ROUTER, addressed by junction id <- DEALER).
+
+One code path serves ``inproc://`` (one process, fastest), ``ipc://`` and ``tcp://``: only the
+endpoint strings differ (see :func:`endpoints`). Sockets never raise on bad input: a frame that does
+not decode into a known message is dropped and counted in ``stats.dropped``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import msgspec
+import zmq
+
+from engine.protocol import messages as m
+from engine.protocol.security import check_bind
+
+TRANSPORTS = ("inproc", "ipc", "tcp")
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_NOBLOCK = int(zmq.NOBLOCK)
+
+
+class TransportError(ValueError):
+    """Bad transport name or endpoint."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the pieces meet. Publishers connect to ``bus_in`` (the forwarder's XSUB), subscribers to
+    ``bus_out`` (its XPUB); the engine binds ``commands`` (ROUTER) and controllers connect to it."""
+
+    bus_in: str
+    bus_out: str
+    commands: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"bus_in": self.bus_in, "bus_out": self.bus_out, "commands": self.commands}
+
+
+def _free_tcp_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def endpoints(transport: str, *, host: str = "127.0.0.1", name: str | None = None) -> Endpoints:
+    """Fresh endpoints for one city on ``transport`` (inproc, ipc or tcp)."""
+    name = name or uuid.uuid4().hex[:10]
+    if transport == "inproc":
+        return Endpoints(f"inproc://lintas-{name}-in", f"inproc://lintas-{name}-out", f"inproc://lintas-{name}-cmd")
+    if transport == "ipc":
+        d = tempfile.mkdtemp(prefix="lintas-")
+        return Endpoints(f"ipc://{d}/bus-in", f"ipc://{d}/bus-out", f"ipc://{d}/cmd")
+    if transport == "tcp":
+        return Endpoints(*(f"tcp://{host}:{_free_tcp_port(host)}" for _ in range(3)))
+    raise TransportError(f"unknown transport '{transport}' (choose one of: {', '.join(TRANSPORTS)})")
+
+
+@dataclass
+class Stats:
+    """Counters a socket wrapper keeps (exported by the metrics endpoint)."""
+
+    sent: int = 0
+    received: int = 0
+    dropped: int = 0
+    drop_reasons: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str) -> None:
+        self.dropped += 1
+        self.drop_reasons[reason] = self.drop_reasons.get(reason, 0) + 1
+
+
+def safe_decode(data: bytes, stats: Stats) -> m.Message | None:
+    """Decode one payload frame; count and drop anything malformed or unknown."""
+    try:
+        msg = m.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        stats.drop(type(exc).__name__)
+        return None
+    except Exception as exc:  # noqa: BLE001 - a malformed frame must never raise through a loop
+        stats.drop(type(exc).__name__)
+        return None
+    if msg.v > m.SCHEMA_VERSION:
+        stats.drop("version")
+        return None
+    stats.received += 1
+    return msg
+
+
+def _receive(sock: zmq.Socket, n_frames: int, stats: Stats) -> Iterator[tuple[list[bytes], m.Message]]:
+    """Every message waiting on ``sock`` now (non-blocking) as (frames, decoded last frame); frames of
+    the wrong count or that do not decode are counted in ``stats`` and skipped."""
+    while True:
+        if not sock.getsockopt(_EVENTS) & _POLLIN:  # cheaper than raising zmq.Again
+            return
+        try:
+            frames = sock.recv_multipart(_NOBLOCK)
+        except zmq.Again:
+            return
+        if len(frames) != n_frames:
+            stats.drop("frames")
+            continue
+        msg = safe_decode(frames[-1], stats)
+        if msg is not None:
+            yield frames, msg
+
+
+# -- forwarder -------------------------------------------------------------------------------------
+class Forwarder:
+    """XSUB/XPUB forwarder (``lintas bus``). ``start()`` runs it in a daemon thread (zmq.proxy runs
+    in C, without the GIL); ``run()`` in the foreground. ``stop()`` ends it cleanly."""
+
+    def __init__(self, ep: Endpoints, ctx: zmq.Context | None = None, security=None) -> None:
+        self.ep = ep
+        self.ctx = ctx or zmq.Context.instance()
+        self.security = security
+        self._check_binds()
+        self._ctrl_addr = f"inproc://lintas-fwd-ctrl-{uuid.uuid4().hex[:8]}"
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: Exception | None = None
+
+    def _check_binds(self) -> None:
+        """Refuse a network bind without security (engine.protocol.security.check_bind)."""
+        check_bind(self.ep.bus_in, self.security)
+        check_bind(self.ep.bus_out, self.security)
+
+    def _serve(self) -> None:
+        xsub = self.ctx.socket(zmq.XSUB)
+        xpub = self.ctx.socket(zmq.XPUB)
+        ctrl = self.ctx.socket(zmq.PAIR)
+        for s in (xsub, xpub):
+            s.setsockopt(zmq.LINGER, 0)
+            if self.security is not None:
+                try:
+                    self.security.server(s, role="bus")
+                except Exception as exc:
+                    for x in (xsub, xpub, ctrl):
+                        x.close(0)
+                    self._error = exc
+                    self._ready.set()
+                    return
+        xpub.setsockopt(zmq.SNDHWM, 100000)
+        xsub.setsockopt(zmq.RCVHWM, 100000)
+        xsub.bind(self.ep.bus_in)
+        xpub.bind(self.ep.bus_out)
+        ctrl.bind(self._ctrl_addr)
+        self._ready.set()
+        try:
+            zmq.proxy_steerable(xsub, xpub, None, ctrl)
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            for s in (xsub, xpub, ctrl):
+                s.close(0)
+
+    def start(self) -> "Forwarder":
+        self._check_binds()
+        self._thread = threading.Thread(target=self._serve, name="lintas-bus", daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+        if self._error is not None:
+            self._thread.join(5)
+            self._thread = None
+            raise self._error
+        return self
+
+    def run(self) -> None:
+        self._check_binds()
+        self._serve()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        c = self.ctx.socket(zmq.PAIR)
+        c.setsockopt(zmq.LINGER, 0)
+        c.connect(self._ctrl_addr)
+        c.send(b"TERMINATE")
+        self._thread.join(5)
+        c.close(0)
+        self._thread = None
+
+
+# -- pub/sub -----------------------------------------------------------------------------------------
+class Publisher:
+    """Publishes typed messages on the bus: frame 1 topic, frame 2 MessagePack payload."""
+
+    def __init__(self, ctx: zmq.Context, ep: Endpoints, security=None) -> None:
+        self.sock = ctx.socket(zmq.PUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.SNDHWM, 100000)
+        if security is not None:
+            security.client(self.sock, server="bus")
+        self.sock.connect(ep.bus_in)
+        self.stats = Stats()
+
+    def publish(self, topic: bytes, msg: m.Message) -> None:
+        self.sock.send_multipart((topic, m.encode(msg)), copy=False)
+        self.stats.sent += 1
+
+    def publish_raw(self, frames: list[bytes]) -> None:
+        self.sock.send_multipart(frames)
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+class Subscriber:
+    """Receives typed messages from the bus for the given topics (prefix match)."""
+
+    def __init__(self, ctx: zmq.Context, ep: Endpoints, topics: Iterable[bytes], security=None) -> None:
+        self.sock = ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVHWM, 100000)
+        if security is not None:
+            security.client(self.sock, server="bus")
+        for t in topics:
+            self.sock.setsockopt(zmq.SUBSCRIBE, t)
+        self.sock.connect(ep.bus_out)
+        self.stats = Stats()
+
+    def drain(self) -> Iterator[tuple[bytes, m.Message]]:
+        """Every message waiting now (non-blocking); malformed ones are counted and skipped."""
+        for frames, msg in _receive(self.sock, 2, self.stats):
+            yield frames[0], msg
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+# -- command channel -------------------------------------------------------------------------------
+class CommandServer:
+    """Engine side of the command channel: a ROUTER that addresses controllers by junction id (the
+    DEALER's routing id). Receives controller states and heartbeats."""
+
+    def __init__(self, ctx: zmq.Context, ep: Endpoints, security=None) -> None:
+        check_bind(ep.commands, security)
+        self.sock = ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.sock.setsockopt(zmq.SNDHWM, 10000)
+        if security is not None:
+            try:
+                security.server(self.sock, role="engine")
+            except Exception:
+                self.sock.close(0)
+                raise
+        self.sock.bind(ep.commands)
+        self.stats = Stats()
+
+    def send(self, junction: str, msg: m.Message) -> bool:
+        """Send to one controller; False (counted) when it is not connected."""
+        try:
+            self.sock.send_multipart((junction.encode(), m.encode(msg)), _NOBLOCK)
+        except zmq.ZMQError:
+            self.stats.drop("unroutable")
+            return False
+        self.stats.sent += 1
+        return True
+
+    def drain(self) -> Iterator[tuple[str, m.Message]]:
+        for frames, msg in _receive(self.sock, 2, self.stats):
+            yield frames[0].decode(errors="replace"), msg
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+class CommandClient:
+    """Controller side of the command channel: a DEALER whose routing id is the junction id."""
+
+    def __init__(self, ctx: zmq.Context, ep: Endpoints, junction: str, security=None) -> None:
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTING_ID, junction.encode())
+        self.sock.setsockopt(zmq.SNDHWM, 1000)
+        # a restarted engine must not receive a backlog of old states
+        self.sock.setsockopt(zmq.IMMEDIATE, 1)
+        if security is not None:
+            security.client(self.sock, server="engine")
+        self.sock.connect(ep.commands)
+        self.stats = Stats()
+
+    def send(self, msg: m.Message) -> None:
+        try:
+            self.sock.send(m.encode(msg), _NOBLOCK)
+            self.stats.sent += 1
+        except zmq.Again:
+            self.stats.drop("engine-unreachable")
+
+    def drain(self) -> Iterator[m.Message]:
+        for _frames, msg in _receive(self.sock, 1, self.stats):
+            yield msg
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+def ipc_cleanup(ep: Endpoints) -> None:
+    """Remove the socket files of an ipc:// endpoint set."""
+    for addr in ep.as_dict().values():
+        if addr.startswith("ipc://"):
+            try:
+                os.unlink(addr[len("ipc://"):])
+            except OSError:
+                pass

@@ -1,0 +1,263 @@
+"""Every message on the Lintas bus and command channel, as typed, versioned msgspec structs.
+
+Wire format: MessagePack maps (field name -> value), one message per ZeroMQ frame. Every struct
+carries ``v`` (schema version) and is tagged with ``t`` (its type name), so a peer written in another
+language decodes a frame by reading ``t`` first. ``docs/protocol.md`` documents topics, frames, fields
+and units; ``tests/engine/test_protocol_doc.py`` keeps the two in step.
+
+Units: time in seconds (simulation or wall clock, as the clock given to the component says),
+occupancy as a fraction 0..1, lengths in metres, speeds in m/s.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+# Bus topics (pub/sub, first frame). Telemetry only; commands travel on ROUTER/DEALER.
+TOPIC_DETECTORS = b"det"
+TOPIC_STATE = b"state"
+TOPIC_TICK = b"tick"
+TOPIC_FAULT = b"fault"
+TOPIC_HEARTBEAT = b"hb"
+TOPIC_REFUSAL = b"refusal"
+TOPIC_PLAN = b"plan"
+
+
+
+class Interval(StrEnum):
+    """What a junction shows: a green phase, the yellow or all-red after one, or all red after a fault."""
+
+    GREEN = "green"
+    YELLOW = "yellow"
+    ALLRED = "allred"
+    FAILSAFE = "failsafe"
+
+
+class Mode(StrEnum):
+    """Who drives a junction: the engine's commands, the controller's local plan, nobody (a latched fault:
+    all red), or nobody yet."""
+
+    ENGINE = "engine"
+    LOCAL = "local"
+    FAILSAFE = "failsafe"
+    STARTING = "starting"
+
+
+class Action(StrEnum):
+    """What a :class:`PhaseCommand` asks: keep the current green, or end it and go to ``phase``."""
+
+    HOLD = "hold"
+    ADVANCE = "advance"
+
+
+class TickPhase(StrEnum):
+    """The runner's lockstep clock: waiting for every component, one simulation step, the end."""
+
+    SYNC = "sync"
+    RUN = "run"
+    STOP = "stop"
+
+
+class ResetResult(StrEnum):
+    """What came of an operator's reset request (:class:`ResetReply`)."""
+
+    OK = "ok"
+    UNKNOWN_JUNCTION = "unknown-junction"
+    NOT_FAULTED = "not-faulted"
+    OFFLINE = "offline"
+    NOT_CONFIRMED = "not-confirmed"
+    BAD_REQUEST = "bad-request"
+
+
+#: the value sets a peer must accept, by enum (docs/protocol.md lists the same)
+ENUMS: tuple[type[StrEnum], ...] = (Interval, Mode, Action, TickPhase, ResetResult)
+
+
+class _Msg(msgspec.Struct, tag_field="t", forbid_unknown_fields=False, frozen=True):
+    """Base: ``t`` tags the type, ``v`` the schema version."""
+
+    v: int = SCHEMA_VERSION
+
+
+class DetectorReading(msgspec.Struct, frozen=True, array_like=False):
+    """One detector over the last interval.
+
+    count: vehicles that crossed an induction loop (E1) during the interval, or vehicles present in a
+    lane-area / camera zone (E2) at the end of it. occupancy: fraction of the interval (E1) or of the
+    zone length (E2) covered by vehicles, 0..1. halting: vehicles standing (< 0.1 m/s) in the zone
+    (E2/camera only; 0 for loops)."""
+
+    detector: str
+    count: int
+    occupancy: float
+    halting: int = 0
+
+
+class DetectorBatch(_Msg, tag="detectors"):
+    """All readings of one source (the SUMO field, a loop cabinet, a camera) for the interval ending
+    at ``time``. Topic ``det``."""
+
+    source: str = ""
+    time: float = 0.0
+    interval: float = 1.0
+    readings: list[DetectorReading] = []
+
+
+class ControllerState(_Msg, tag="state"):
+    """What a junction controller shows, published every tick on topic ``state`` and sent to the
+    engine over the command channel (it doubles as the controller's heartbeat there).
+
+    phase: index of the green phase being served, or being left during yellow/all-red. target: the
+    phase the controller is moving to (== phase while green). signal: the SUMO-style state string
+    shown on the heads (one character per link: G g y r o O). since: seconds in the current interval.
+    last_seq: sequence number of the last command accepted (-1 if none)."""
+
+    junction: str = ""
+    time: float = 0.0
+    phase: int = 0
+    target: int = 0
+    interval: Interval = Interval.GREEN
+    since: float = 0.0
+    mode: Mode = Mode.STARTING
+    signal: str = ""
+    last_seq: int = -1
+    accepted: int = 0
+    refused: int = 0
+
+
+class PhaseCommand(_Msg, tag="command"):
+    """Engine -> controller. action ``hold`` keeps the current green (if allowed); ``advance`` ends
+    it (after its minimum) and moves to green phase ``phase`` through yellow and all-red.
+    seq: strictly increasing per junction. issued_at: engine clock when issued (s)."""
+
+    junction: str = ""
+    action: Action = Action.HOLD
+    phase: int = -1
+    seq: int = 0
+    issued_at: float = 0.0
+
+
+class Heartbeat(_Msg, tag="heartbeat"):
+    """Liveness from ``sender`` (engine or controller id) at ``time``; on the command channel and
+    on topic ``hb``. ``seq`` counts heartbeats of that sender."""
+
+    sender: str = ""
+    time: float = 0.0
+    seq: int = 0
+
+
+class ClockTick(_Msg, tag="tick"):
+    """Lockstep clock from the simulation runner, topic ``tick``. ``phase`` is ``sync`` while the
+    runner waits for every component to answer, ``run`` for a simulation step, ``stop`` at the end."""
+
+    time: float = 0.0
+    step: int = 0
+    phase: TickPhase = TickPhase.RUN
+
+
+class FaultKind(StrEnum):
+    """The ``kind`` of the :class:`Fault` messages Lintas itself publishes. The field is a free string, so
+    a newer component may publish kinds an older one does not know; a reader must accept any."""
+
+    CONFLICT_MONITOR = "conflict-monitor"  # a controller latched a fault: all red until reset
+    RESET = "reset"  # a controller's latched fault was cleared by an authenticated reset
+    JUNCTION_ONLINE = "junction-online"  # the engine hears a junction's controller (again)
+    JUNCTION_OFFLINE = "junction-offline"  # the engine has heard nothing from a junction for its offline time
+    OPERATOR_RESET = "operator-reset"  # the engine answered an operator's reset request
+
+
+class Fault(_Msg, tag="fault"):
+    """A latched fault or an alarm, topic ``fault``."""
+
+    source: str = ""
+    time: float = 0.0
+    kind: str = ""
+    detail: str = ""
+
+
+class FaultReset(_Msg, tag="reset"):
+    """Engine -> controller on the command channel (CURVE-authenticated: only the engine's key reaches
+    a controller): clear a latched fault. ``seq`` follows the junction's command sequence; ``operator``
+    names who asked, for the log."""
+
+    junction: str = ""
+    seq: int = 0
+    issued_at: float = 0.0
+    operator: str = ""
+
+
+class ResetRequest(_Msg, tag="reset-request"):
+    """Operator -> engine on the operator endpoint (CURVE, only keys in ``operators/``): ask the engine
+    to send a :class:`FaultReset` to ``junction``. ``operator`` names who asks (for the log)."""
+
+    junction: str = ""
+    operator: str = ""
+
+
+class ResetReply(_Msg, tag="reset-reply"):
+    """Engine -> operator: what came of a :class:`ResetRequest`. ``result`` is ``ok`` (the controller
+    reported its fault cleared) or why not; ``detail`` says it in words."""
+
+    junction: str = ""
+    result: ResetResult = ResetResult.OK
+    detail: str = ""
+
+
+class Refusal(_Msg, tag="refusal"):
+    """A command a controller refused, with the reason, topic ``refusal``."""
+
+    junction: str = ""
+    time: float = 0.0
+    seq: int = -1
+    reason: str = ""
+
+
+class Plan(_Msg, tag="plan"):
+    """A junction's planned schedule and predicted outflow, from the engine every tick, topic ``plan``.
+    Neighbouring junctions (in this engine or another) predict their arrivals from it.
+
+    phase: green phase now served. green_end: predicted end of that green (s, same clock as ``time``).
+    next_phase: phase predicted to follow (-1: none yet). lanes / flows: downstream lane ids and the
+    predicted flow into each (veh/s) while the green lasts."""
+
+    junction: str = ""
+    time: float = 0.0
+    phase: int = 0
+    green_end: float = 0.0
+    next_phase: int = -1
+    lanes: list[str] = []
+    flows: list[float] = []
+
+
+Message = (DetectorBatch | ControllerState | PhaseCommand | Heartbeat | ClockTick | Fault | Refusal | Plan | FaultReset
+           | ResetRequest | ResetReply)
+MESSAGE_TYPES: tuple[type, ...] = (
+    DetectorBatch,
+    ControllerState,
+    PhaseCommand,
+    Heartbeat,
+    ClockTick,
+    Fault,
+    Refusal,
+    Plan,
+    FaultReset,
+    ResetRequest,
+    ResetReply,
+)
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Message)
+
+
+def encode(msg: Message) -> bytes:
+    return _encoder.encode(msg)
+
+
+def decode(data: bytes) -> Message:
+    """Decode and validate one frame; raises ``msgspec.DecodeError``/``ValidationError`` on bad input."""
+    msg = _decoder.decode(data)
+    return msg
