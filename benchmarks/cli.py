@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from engine.protocol.service import CommandError
-from scenarios import DEMO
+from simulation.experiments.catalog import DEMO
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmarks (figures and ratios measured side by side; JSON under benchmarks/results/).")
@@ -35,7 +35,7 @@ def _check(scenario: Path, policies: list[str], transport: str = "inproc") -> No
              "Example: lintas bench loop scenarios/bunda_kota --end 1800")
 def bench_loop(
     scenario: Annotated[Path, typer.Argument()] = DEMO,
-    end: Annotated[Optional[float], typer.Option(help="Stop at this simulation time")] = None,
+    end: Annotated[float | None, typer.Option(help="Stop at this simulation time")] = None,
     repeat: Annotated[int, typer.Option(min=1)] = 1,
     transport: Annotated[list[str], typer.Option("--transport")] = ["inproc"],  # noqa: B006
 ) -> None:
@@ -52,14 +52,17 @@ def bench_loop(
              "sumo-static), sensor failures, and waiting/throughput/CO2 of adaptive against sumo-actuated. "
              "Example: lintas bench quality --seeds 5")
 def bench_quality(
-    map_: Annotated[Optional[list[Path]], typer.Option("--map", help="Scenario; repeat (default: RESCO maps + demo)")] = None,
+    map_: Annotated[list[Path] | None, typer.Option("--map", help="Scenario; repeat (default: RESCO maps + "
+                                                     "demo)")] = None,
     seeds: Annotated[int, typer.Option(min=1)] = 5,
-    policy: Annotated[Optional[list[str]], typer.Option("--policy", "-p")] = None,
+    policy: Annotated[list[str] | None, typer.Option("--policy", "-p")] = None,
     failures: Annotated[bool, typer.Option(help="Also run the sensor-failure table")] = True,
     out: Annotated[Path, typer.Option()] = Path("benchmarks/results"),
     jobs: Annotated[int, typer.Option(min=1)] = JOBS,
-    other_seeds: Annotated[Optional[int], typer.Option(min=1, help="Seeds for fixed, actuated, maxpressure (default: --seeds)")] = None,
-    failure_seeds: Annotated[Optional[int], typer.Option(min=0, help="Seeds per sensor failure (default: --seeds)")] = None,
+    other_seeds: Annotated[int | None, typer.Option(min=1, help="Seeds for fixed, actuated, maxpressure "
+                                                   "(default: --seeds)")] = None,
+    failure_seeds: Annotated[int | None, typer.Option(min=0, help="Seeds per sensor failure "
+                                                     "(default: --seeds)")] = None,
     resume: Annotated[bool, typer.Option(help="Reuse the finished runs kept under OUT/work/runs.json")] = False,
 ) -> None:
     from benchmarks import quality
@@ -72,7 +75,8 @@ def bench_quality(
         doc = quality.run(maps, seeds, out, policies=policies, failures=failures, jobs=jobs, other_seeds=other_seeds,
                           failure_seeds=failure_seeds, resume=resume)
     except KeyboardInterrupt:
-        typer.echo(f"lintas: interrupted; finished runs are kept in {out / 'work' / 'runs.json'} (use --resume)", err=True)
+        typer.echo(f"lintas: interrupted; finished runs are kept in {out / 'work' / 'runs.json'} (use --resume)",
+                   err=True)
         raise typer.Exit(130) from None
     md, js = quality.write(doc, out)
     typer.echo(md.read_text())

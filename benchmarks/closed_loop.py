@@ -22,11 +22,12 @@ RESULTS = REPO / "benchmarks" / "results"
 
 
 def _sumo_alone(cfg: str, end: float, q) -> None:
-    import sumo  # noqa: F401
-    import libsumo
-    import sumolib
+    from simulation.sumo.tools import sumo_binary
 
-    libsumo.start([sumolib.checkBinary("sumo"), "-c", cfg, "--seed", "1", "--time-to-teleport", "-1",
+    binary = sumo_binary()  # imports sumo first: it sets SUMO_HOME
+    import libsumo
+
+    libsumo.start([binary, "-c", cfg, "--seed", "1", "--time-to-teleport", "-1",
                    "--no-step-log", "true", "--no-warnings", "true", "--end", f"{end:g}"])
     t0 = time.perf_counter()
     begin = libsumo.simulation.getTime()
@@ -74,7 +75,8 @@ def run(scenario: Path, end: float | None = None, repeat: int = 1, transports=("
     _in_fresh_process(_lintas, str(scenario), "maxpressure", "inproc", scn.begin + 10, str(out))
     for _ in range(repeat):
         add("sumo alone", _in_fresh_process(_sumo_alone, str(scn.sumocfg), end)["wall_s"])
-        add("sumo + lintas detectors", _in_fresh_process(_lintas, str(scenario), "sumo-static", "inproc", end, str(out))["wall_s"])
+        add("sumo + lintas detectors",
+            _in_fresh_process(_lintas, str(scenario), "sumo-static", "inproc", end, str(out))["wall_s"])
         for tr in transports:
             add(f"closed loop maxpressure ({tr})",
                 _in_fresh_process(_lintas, str(scenario), "maxpressure", tr, end, str(out))["wall_s"])

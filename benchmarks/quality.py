@@ -17,8 +17,8 @@ import statistics
 import time
 from pathlib import Path
 
-from scenarios import DEMO, resco_maps
 from simulation.experiments.batch import simulate_runs
+from simulation.experiments.catalog import DEMO, resco_maps
 from simulation.experiments.policies import COMPARISON
 from simulation.sumo.scenario import load_scenario
 
@@ -124,15 +124,17 @@ def markdown(doc: dict, flagship: str = "adaptive") -> str:
     for n in names:
         fl = [r for r in doc["maps"][n]["runs"] if r["policy"] == flagship]
         worst = max((float(r.get("delay_max_s") or 0.0) for r in fl), default=float("nan"))
-        out.append(f"| {n} | {sum(int(r.get('collisions') or 0) for r in fl)} | {sum(int(r.get('teleports') or 0) for r in fl)} | "
-                   f"{sum(int(r.get('never_inserted') or 0) for r in fl)} | {worst:.0f} |")
+        total = {k: sum(int(r.get(k) or 0) for r in fl) for k in ("collisions", "teleports", "never_inserted")}
+        out.append(f"| {n} | {total['collisions']} | {total['teleports']} | {total['never_inserted']} | {worst:.0f} |")
     if doc["failures"]:
         out += ["", f"## Sensor failures ({flagship}, delay s, change against all sensors working)", "",
-                "| map | all working (same seeds) | " + " | ".join(FAILURES) + " | sumo-actuated |", "|---|" + "---:|" * (len(FAILURES) + 2)]
+                "| map | all working (same seeds) | " + " | ".join(FAILURES) + " | sumo-actuated |",
+                "|---|" + "---:|" * (len(FAILURES) + 2)]
         for n, fails in doc["failures"].items():
             d = _by_policy(doc["maps"][n]["runs"], "delay_s")
             seeds = {r["seed"] for label in fails for r in fails[label]}
-            base = _ms([r["delay_s"] for r in doc["maps"][n]["runs"] if r["policy"] == flagship and r["seed"] in seeds])[0]
+            base = _ms([r["delay_s"] for r in doc["maps"][n]["runs"]
+                        if r["policy"] == flagship and r["seed"] in seeds])[0]
             cells = [f"{base:.1f}"]
             for label in FAILURES:
                 mu, sd = _ms([r["delay_s"] for r in fails.get(label, [])])
@@ -140,14 +142,16 @@ def markdown(doc: dict, flagship: str = "adaptive") -> str:
             cells.append(f"{d.get('sumo-actuated', (float('nan'),))[0]:.1f}")
             out.append(f"| {n} | " + " | ".join(cells) + " |")
     out += ["", f"## {flagship} against sumo-actuated", "",
-            "| map | waiting s (adaptive / actuated) | stops per vehicle | throughput veh | CO2 kg |", "|---|---:|---:|---:|---:|"]
+            "| map | waiting s (adaptive / actuated) | stops per vehicle | throughput veh | CO2 kg |",
+            "|---|---:|---:|---:|---:|"]
     for n in names:
         runs = doc["maps"][n]["runs"]
         row = []
         for key, fmt in (("waiting_s", ".1f"), ("stops_per_veh", ".2f"), ("throughput_veh", ".1f"), ("co2_kg", ".1f")):
             d = _by_policy(runs, key)
             a, b = d.get(flagship, (float("nan"),))[0], d.get("sumo-actuated", (float("nan"),))[0]
-            row.append(f"{a:{fmt}} / {b:{fmt}} ({(a - b) / b * 100:+.0f}%)" if b == b and b else f"{a:{fmt}} / {b:{fmt}}")
+            change = f" ({(a - b) / b * 100:+.0f}%)" if b == b and b else ""
+            row.append(f"{a:{fmt}} / {b:{fmt}}{change}")
         out.append(f"| {n} | " + " | ".join(row) + " |")
     return "\n".join(out) + "\n"
 

@@ -32,15 +32,14 @@ class Entry:
     module: str
     name: str | None
     summary: str
-    extra: str = ""  # the optional install it needs beyond the core
 
 
 COMMANDS: dict[str, Entry] = {
     "demo": Entry("simulation.cli", "demo", "The main job: closed-loop comparison on the shipped demo city (Bunda "
-                  "Kota).", "sim"),
-    "simulate": Entry("simulation.cli", "simulate", "Run SUMO closed-loop comparisons.", "sim"),
+                  "Kota)."),
+    "simulate": Entry("simulation.cli", "simulate", "Run SUMO closed-loop comparisons."),
     "compile": Entry("simulation.cli", "compile", "Compile a scenario's traffic lights into the engine's arrays and "
-                     "junction specs.", "sim"),
+                     "junction specs."),
     "engine": Entry("engine.cli", "engine", "Run the engine: detector readings in, commands out to every "
                     "controller."),
     "controller": Entry("controllers.cli", "controller", "Run one intersection controller."),
@@ -52,18 +51,26 @@ COMMANDS: dict[str, Entry] = {
                    "controller an authenticated reset and waits until the controller reports it cleared)."),
     "check-tls": Entry("simulation.cli", "check-tls", "Check the signal states SUMO showed (its SaveTLSStates "
                        "output) against the junctions' conflicts, yellow and minimum green; exits 1 on any "
-                       "violation.", "sim"),
+                       "violation."),
     "drill": Entry("simulation.cli", "drill", "Fault-injection drill over tcp with separate processes and CURVE "
-                   "keys: kill -9 the engine, restart it, kill a controller, let a keyless process publish.", "sim"),
+                   "keys: kill -9 the engine, restart it, kill a controller, let a keyless process publish."),
     "soak": Entry("simulation.cli", "soak", "Soak the controllers: random command sequences, garbage bytes, wrong "
                   "junctions, huge and negative numbers, on every junction of the given scenarios; the shown "
-                  "signals are checked independently.", "sim"),
+                  "signals are checked independently."),
     "bench": Entry("benchmarks.cli", None, "Benchmarks (figures and ratios measured side by side; JSON under "
-                   "benchmarks/results/).", "sim"),
+                   "benchmarks/results/)."),
 }
 
 #: the third-party modules that only the optional installs bring
 _EXTRA_MODULES = {"sumo": "sim", "sumolib": "sim", "libsumo": "sim", "traci": "sim", "matplotlib": "sim"}
+
+
+def _missing_install(exc: ModuleNotFoundError, what: str) -> Exception:
+    """The error to show for a module that an optional install brings (else ``exc`` itself)."""
+    extra = _EXTRA_MODULES.get((exc.name or "").split(".")[0])
+    if extra is None:
+        return exc
+    return CommandError(f"{what} needs the [{extra}] install ({exc.name} is missing): pip install 'lintas[{extra}]'")
 
 
 def load(name: str) -> typer.core.TyperCommand | typer.core.TyperGroup:
@@ -72,11 +79,7 @@ def load(name: str) -> typer.core.TyperCommand | typer.core.TyperGroup:
     try:
         module = importlib.import_module(entry.module)
     except ModuleNotFoundError as exc:
-        extra = _EXTRA_MODULES.get((exc.name or "").split(".")[0], entry.extra)
-        if not extra:
-            raise
-        raise CommandError(f"'lintas {name}' needs the [{extra}] install ({exc.name} is missing): "
-                           f"pip install 'lintas[{extra}]'") from None
+        raise _missing_install(exc, f"'lintas {name}'") from None
     cmd = typer.main.get_command(module.app)
     if entry.name is not None and isinstance(cmd, typer.core.TyperGroup):
         sub = cmd.commands.get(entry.name)
@@ -93,27 +96,31 @@ class LazyGroup(typer.core.TyperGroup):
 
     _listing = False
 
-    def list_commands(self, ctx) -> list[str]:  # noqa: ANN001 - click's signature
+    def list_commands(self, ctx) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx, cmd_name: str):  # noqa: ANN001, ANN201 - click's signature
+    def get_command(self, ctx, cmd_name: str):
         if cmd_name not in COMMANDS:
             return None
         if self._listing:  # `lintas --help`: the summary only, from the registry
             return typer.core.TyperCommand(cmd_name, help=COMMANDS[cmd_name].summary)
         return load(cmd_name)
 
-    def format_help(self, ctx, formatter) -> None:  # noqa: ANN001 - click's signature
+    def format_help(self, ctx, formatter) -> None:
         self._listing = True
         try:
             super().format_help(ctx, formatter)
         finally:
             self._listing = False
 
-    def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+    def invoke(self, ctx):
         """Run the command; a :class:`CommandError` is one line on stderr and exit code 2."""
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except ModuleNotFoundError as exc:
+                what = f"'lintas {ctx.invoked_subcommand}'" if ctx.invoked_subcommand else "this command"
+                raise _missing_install(exc, what) from None
         except CommandError as exc:
             typer.echo(f"lintas: error: {exc}", err=True)
             raise typer.Exit(2) from None

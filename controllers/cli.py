@@ -7,15 +7,14 @@ policy kernels, so a roadside cabinet installs Lintas' core alone and runs this.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from engine.protocol.service import CommandError
+from engine.protocol.service import CLOCKS, CommandError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="One intersection controller.")
 
-CLOCKS = ("bus", "wall")
 
 
 @app.command(help="Run one intersection controller. Example: lintas controller out/junctions/J1.json "
@@ -28,11 +27,11 @@ def controller(
     lockstep: Annotated[bool, typer.Option(help="Clock from the runner's ticks, waiting for the engine")] = True,
     lockstep_wait: Annotated[float, typer.Option()] = 2.0,
     clock: Annotated[str, typer.Option(help="bus: ticks from the simulation runner; wall: the wall clock")] = "bus",
-    keys: Annotated[Optional[Path], typer.Option("--keys", help="Key directory (lintas keys DIR): uses the pair named "
+    keys: Annotated[Path | None, typer.Option("--keys", help="Key directory (lintas keys DIR): uses the pair named "
                                                  "after the junction id, else the 'controller' pair")] = None,
-    metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Serve Prometheus metrics on "
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics on "
                                                         "http://127.0.0.1:PORT/metrics")] = None,
-    plan: Annotated[Optional[Path], typer.Option("--plan", help="Time-of-day local plan (TOML) to run when the "
+    plan: Annotated[Path | None, typer.Option("--plan", help="Time-of-day local plan (TOML) to run when the "
                                                  "engine is silent (default: the net's program)")] = None,
 ) -> None:
     import zmq
@@ -43,7 +42,7 @@ def controller(
     from engine.protocol import bus as b
     from engine.protocol.junction import SpecError, read_spec
     from engine.protocol.security import SecurityError, secret_file
-    from engine.protocol.service import WallTicker, load_security, serve, start_metrics
+    from engine.protocol.service import load_security, run_until_stopped
 
     if clock not in CLOCKS:
         raise CommandError(f"--clock: unknown clock '{clock}' (choose from: {', '.join(CLOCKS)})")
@@ -72,16 +71,5 @@ def controller(
         if sec is not None:
             sec.close()
         raise
-    stop_metrics = start_metrics(metrics_port, ControllerCollector(ctrl))
-    try:
-        if clock == "wall":
-            serve(ctrl, on_tick=ctrl.do_tick, ticker=WallTicker(1.0))
-        else:
-            serve(ctrl)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop_metrics()
-        ctrl.close()
-        if sec is not None:
-            sec.close()
+    run_until_stopped(ctrl, clock=clock, on_tick=ctrl.do_tick, collector=ControllerCollector(ctrl),
+                      metrics_port=metrics_port, security=sec)

@@ -175,7 +175,8 @@ class Controller:
 
     def _on_reset(self, msg: m.FaultReset, now: float) -> None:
         """A fault reset from the engine (the only peer the command channel can carry)."""
-        probe = m.PhaseCommand(junction=msg.junction, action=Action.HOLD, phase=-1, seq=msg.seq, issued_at=msg.issued_at)
+        probe = m.PhaseCommand(junction=msg.junction, action=Action.HOLD, phase=-1, seq=msg.seq,
+                               issued_at=msg.issued_at)
         reason = self.validate(probe, now)
         if reason is not None:
             self._refuse(probe, f"reset-{reason}")
@@ -209,7 +210,8 @@ class Controller:
         return None
 
     def _contact(self, t: float) -> None:
-        if self.last_contact is not None and self.now is not None and self.now - self.last_contact > self.cfg.backup_time:
+        if (self.last_contact is not None and self.now is not None
+                and self.now - self.last_contact > self.cfg.backup_time):
             self.counters.heartbeat_gaps += 1
         self.last_contact = t if self.last_contact is None else max(self.last_contact, t)
         if self.mode == Mode.LOCAL:
@@ -244,7 +246,8 @@ class Controller:
                 self.counters.faults += 1
                 self._set_mode(Mode.FAILSAFE, t)
                 log.error("junction %s: fault latched: %s", self.id, self.monitor.fault)
-                self.pub.publish(m.TOPIC_FAULT, m.Fault(source=self.id, time=t, kind=FaultKind.CONFLICT_MONITOR, detail=self.monitor.fault or ""))
+                self.pub.publish(m.TOPIC_FAULT, m.Fault(source=self.id, time=t, kind=FaultKind.CONFLICT_MONITOR,
+                                                        detail=self.monitor.fault or ""))
                 signal = self.monitor.failsafe_state()
         else:
             signal = self.monitor.failsafe_state()
@@ -252,9 +255,9 @@ class Controller:
         # is already dt here), or a green whose minimum has run, where the engine may hold or end it
         # like any other; never in yellow or all-red
         if (self.mode == Mode.LOCAL and self.engine_back and timer.interval == Interval.GREEN
-                and (timer.since == dt or timer.green_shown >= timer.min_green[timer.phase])):
-            if self.last_contact is not None and t - self.last_contact <= self.cfg.backup_time:
-                self._set_mode(Mode.ENGINE, t)
+                and (timer.since == dt or timer.green_shown >= timer.min_green[timer.phase])
+                and self.last_contact is not None and t - self.last_contact <= self.cfg.backup_time):
+            self._set_mode(Mode.ENGINE, t)
         self.heads.show(signal)
         self.monitor.shown(signal, dt)
         self.ticks_done += 1

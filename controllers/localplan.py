@@ -136,7 +136,8 @@ class PlanFile:
             out.append((w, tuple(greens)))
         return JunctionPlan(spec.id, self.start_of_day, tuple(out), default)
 
-    def check_network(self, specs: Iterable[JunctionSpec], timing: TimingConfig | None = None) -> dict[str, JunctionPlan]:
+    def check_network(self, specs: Iterable[JunctionSpec],
+                      timing: TimingConfig | None = None) -> dict[str, JunctionPlan]:
         """Every junction's plan; also refuses windows for a junction the network does not have."""
         specs = list(specs)
         ids = {s.id for s in specs}

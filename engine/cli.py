@@ -13,20 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from engine.protocol.service import CommandError
+from engine.protocol.service import CLOCKS, CommandError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="The Lintas engine, the bus forwarder, CURVE keys and operators' fault resets.")
 
-KeysOpt = Annotated[Optional[Path], typer.Option("--keys", help="Key directory (lintas keys DIR): CURVE encryption "
+KeysOpt = Annotated[Path | None, typer.Option("--keys", help="Key directory (lintas keys DIR): CURVE encryption "
                                                   "and authentication; required to bind beyond loopback")]
-MetricsOpt = Annotated[Optional[int], typer.Option("--metrics-port", help="Serve Prometheus metrics on "
+MetricsOpt = Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics on "
                                                   "http://127.0.0.1:PORT/metrics")]
-CLOCKS = ("bus", "wall")
 
 #: ctx.obj key of the function the command tree passes down to compile a scenario into a network
 NETWORK_FROM_SCENARIO = "network_from_scenario"
@@ -38,9 +37,9 @@ NETWORK_FROM_SCENARIO = "network_from_scenario"
              "Example: lintas keys /etc/lintas/keys --name engine --name bus --name field --name J1 --operator budi")
 def keys(
     directory: Annotated[Path, typer.Argument(help="Key directory (created, mode 0700)")],
-    name: Annotated[Optional[list[str]], typer.Option("--name", "-n", help="Key pair name; repeat. Default: engine, "
-                                                      "bus, field, operator; controllers use their junction id")] = None,
-    operator: Annotated[Optional[list[str]], typer.Option("--operator", help="An operator's key pair (also listed "
+    name: Annotated[list[str] | None, typer.Option("--name", "-n", help="Key pair name; repeat. Default: engine, "
+                                                    "bus, field, operator; controllers use their junction id")] = None,
+    operator: Annotated[list[str] | None, typer.Option("--operator", help="An operator's key pair (also listed "
                                                           "in DIR/operators/, for lintas reset); repeat")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace existing pairs")] = False,
 ) -> None:
@@ -110,9 +109,9 @@ def _network(ctx: typer.Context, scenario: Path | None, network: Path | None):
              "scenarios/bunda_kota ...)")
 def engine(
     ctx: typer.Context,
-    scenario: Annotated[Optional[Path], typer.Argument(help=".sumocfg or folder: compile the network from it "
+    scenario: Annotated[Path | None, typer.Argument(help=".sumocfg or folder: compile the network from it "
                                                        "(needs SUMO); or use --network")] = None,
-    network: Annotated[Optional[Path], typer.Option("--network", help="Compiled network (network.json from "
+    network: Annotated[Path | None, typer.Option("--network", help="Compiled network (network.json from "
                                                     "lintas compile): the engine starts without SUMO")] = None,
     policy: Annotated[str, typer.Option("--policy", "-p")] = "maxpressure",
     bus_in: Annotated[str, typer.Option()] = "tcp://127.0.0.1:5555",
@@ -123,7 +122,7 @@ def engine(
     seed: Annotated[int, typer.Option()] = 0,
     keys: KeysOpt = None,
     metrics_port: MetricsOpt = None,
-    operator_endpoint: Annotated[Optional[str], typer.Option(help="Serve operators' fault resets (lintas reset) "
+    operator_endpoint: Annotated[str | None, typer.Option(help="Serve operators' fault resets (lintas reset) "
                                                              "here; default with --keys: tcp://127.0.0.1:5558, "
                                                              "without: off. 'off' turns it off")] = None,
 ) -> None:
@@ -135,7 +134,7 @@ def engine(
     from engine.policies import POLICIES
     from engine.protocol import bus as b
     from engine.protocol.security import SecurityError
-    from engine.protocol.service import WallTicker, load_security, serve, start_metrics
+    from engine.protocol.service import load_security, run_until_stopped
 
     if policy not in POLICIES:
         raise CommandError(f"--policy: unknown engine policy '{policy}' (choose from: {', '.join(POLICIES)})")
@@ -157,19 +156,8 @@ def engine(
         raise CommandError(f"cannot bind: {exc}") from None
     typer.echo(f"lintas engine: {len(net.junctions)} junctions, policy {policy}, clock {clock}"
                f"{f', operator resets on {operators}' if operators else ''}", err=True)
-    stop_metrics = start_metrics(metrics_port, EngineCollector(eng))
-    try:
-        if clock == "wall":
-            serve(eng, on_tick=eng.step, ticker=WallTicker(1.0))
-        else:
-            serve(eng)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop_metrics()
-        eng.close()
-        if sec is not None:
-            sec.close()
+    run_until_stopped(eng, clock=clock, on_tick=eng.step, collector=EngineCollector(eng), metrics_port=metrics_port,
+                      security=sec)
 
 
 @app.command(help="Ask the engine to clear a junction's latched fault (it sends the controller an authenticated "
@@ -179,7 +167,7 @@ def reset(
     junction: Annotated[str, typer.Argument(help="Junction (traffic light) id")],
     operator: Annotated[str, typer.Option("--operator", help="Who asks (logged by the engine and the controller); "
                                           "with --keys, the key pair of that name if it exists, else 'operator'")],
-    keys: Annotated[Optional[Path], typer.Option("--keys", help="Key directory holding your operator key pair and "
+    keys: Annotated[Path | None, typer.Option("--keys", help="Key directory holding your operator key pair and "
                                                  "engine.key; required for tcp://")] = None,
     endpoint: Annotated[str, typer.Option(help="The engine's --operator-endpoint")] = "tcp://127.0.0.1:5558",
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the answer")] = 10.0,

@@ -23,12 +23,12 @@ from collections import Counter, deque
 import numpy as np
 import zmq
 
-from engine.protocol import bus
-from engine.protocol import messages as m
 from engine.fusion import Fusion
 from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE, Network
 from engine.operator import OperatorServer, Request
 from engine.policies import IntervalCode, JunctionState, get_policy, policy_net, seed_rng, warmup
+from engine.protocol import bus
+from engine.protocol import messages as m
 from engine.protocol.messages import Action, FaultKind, Interval, Mode, ResetResult, TickPhase
 
 log = logging.getLogger("lintas.engine")
@@ -100,7 +100,8 @@ class Engine:
         self._hb = 0
 
     def sockets(self) -> list[zmq.Socket]:
-        return [self.router.sock, self.sub.sock, *([self.operator_server.sock] if self.operator_server is not None else [])]
+        server = [self.operator_server.sock] if self.operator_server is not None else []
+        return [self.router.sock, self.sub.sock, *server]
 
     # -- inputs --------------------------------------------------------------------------------------
     def pump(self) -> bool:
@@ -166,7 +167,8 @@ class Engine:
         self.mode[j] = st.mode
         if st.mode != Mode.FAILSAFE and j in self._pending:
             for req, who, _deadline in self._pending.pop(j):
-                self._answer(req, st.junction, who, ResetResult.OK, f"fault of {st.junction} cleared; its controller runs the "
+                self._answer(req, st.junction, who, ResetResult.OK, f"fault of {st.junction} cleared; its controller "
+                             f"runs the "
                              f"local plan and returns to engine control at a phase boundary")
 
     def _ready(self, t: float) -> bool:
@@ -191,7 +193,8 @@ class Engine:
             for j in np.flatnonzero(stale):
                 jid = self.net.junctions[j].id
                 log.warning("junction %s offline: no state for %.1f s", jid, t - self.state_time[j])
-                self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=t, kind=FaultKind.JUNCTION_OFFLINE, detail=jid))
+                self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=t, kind=FaultKind.JUNCTION_OFFLINE,
+                                                        detail=jid))
             self.online[stale] = False
         # time in interval now, from the last report
         since_now = self.since + np.where(np.isfinite(self.state_time), t - self.state_time, 0.0)
@@ -216,7 +219,8 @@ class Engine:
             k = int(self.target[j])
             if k >= 0 and (not respects or (self.interval[j] == IntervalCode.GREEN and k != self.cur_phase[j])):
                 self.seq[j] += 1
-                cmd = m.PhaseCommand(junction=spec.id, action=Action.ADVANCE, phase=k - int(ptr[j]), seq=int(self.seq[j]), issued_at=t)
+                cmd = m.PhaseCommand(junction=spec.id, action=Action.ADVANCE, phase=k - int(ptr[j]),
+                                     seq=int(self.seq[j]), issued_at=t)
                 self.router.send(spec.id, cmd)
                 self.commands_sent += 1
             else:
@@ -254,14 +258,17 @@ class Engine:
                          f"({len(ids)} junctions: {sample})")
             return
         if not self.online[j]:
-            self._answer(req, jid, who, ResetResult.OFFLINE, f"junction {jid} is offline: its controller does not report")
+            self._answer(req, jid, who, ResetResult.OFFLINE,
+                         f"junction {jid} is offline: its controller does not report")
             return
         if self.mode[j] != Mode.FAILSAFE:
-            self._answer(req, jid, who, ResetResult.NOT_FAULTED, f"junction {jid} has no latched fault (mode {self.mode[j].value})")
+            self._answer(req, jid, who, ResetResult.NOT_FAULTED,
+                         f"junction {jid} has no latched fault (mode {self.mode[j].value})")
             return
         if j not in self._pending:
             if not self.reset(jid, who):
-                self._answer(req, jid, who, ResetResult.OFFLINE, f"junction {jid} is offline: its controller is not connected")
+                self._answer(req, jid, who, ResetResult.OFFLINE,
+                             f"junction {jid} is offline: its controller is not connected")
                 return
             log.warning("operator %s: fault reset sent to junction %s", who, jid)
         self._pending.setdefault(j, []).append((req, who, self.wall() + self.reset_timeout))
@@ -271,14 +278,16 @@ class Engine:
         for j in [j for j, reqs in self._pending.items() if all(d <= now for _r, _w, d in reqs)]:
             jid = self.net.junctions[j].id
             for req, who, _deadline in self._pending.pop(j):
-                self._answer(req, jid, who, ResetResult.NOT_CONFIRMED, f"reset sent to {jid}, but its controller still reported "
+                self._answer(req, jid, who, ResetResult.NOT_CONFIRMED,
+                             f"reset sent to {jid}, but its controller still reported "
                              f"a fault after {self.reset_timeout:g} s (it may have refused it: see the refusal topic)")
 
     def _answer(self, req: Request, junction: str, who: str, result: ResetResult, detail: str) -> None:
         self.resets[result] += 1
         if junction:
             log.warning("operator reset of junction %s by %s: %s", junction, who or "-", result)
-            self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=self.now or 0.0, kind=FaultKind.OPERATOR_RESET,
+            self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=self.now or 0.0,
+                                                    kind=FaultKind.OPERATOR_RESET,
                                                     detail=f"{junction} by {who or '-'}: {result}"))
         assert self.operator_server is not None
         self.operator_server.reply(req, m.ResetReply(junction=junction, result=result, detail=detail))
@@ -288,7 +297,8 @@ class Engine:
         self.pub.publish(m.TOPIC_HEARTBEAT, m.Heartbeat(sender="engine", time=t, seq=self._hb))
 
     def close(self) -> None:
-        for s in (self.router, self.sub, self.pub, *([self.operator_server] if self.operator_server is not None else [])):
+        server = [self.operator_server] if self.operator_server is not None else []
+        for s in (self.router, self.sub, self.pub, *server):
             s.close()
 
 

@@ -107,7 +107,7 @@ class Network:
         Path(path).write_bytes(msgspec.json.encode(data))
 
     @classmethod
-    def from_json(cls, path: Path) -> "Network":
+    def from_json(cls, path: Path) -> Network:
         """The network ``to_json`` wrote (``lintas compile`` writes ``network.json``); :class:`NetworkError`
         naming the file when it cannot be read or is not such a network."""
         p = Path(path)
@@ -142,4 +142,5 @@ class NetworkError(ValueError):
 
 
 #: the fields of a network file (everything but the derived indexes)
-NETWORK_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Network) if f.name not in ("junction_index", "det_index"))
+NETWORK_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Network)
+                                        if f.name not in ("junction_index", "det_index"))

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from engine.protocol.service import CommandError
-from scenarios import DEMO, resco_maps
+from simulation.experiments.catalog import DEMO, resco_maps
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="SUMO closed-loop runs, the demo, compiling scenarios, and the safety proofs.")
@@ -71,20 +71,22 @@ def simulate(
     policy: PolicyOpt = ["maxpressure"],  # noqa: B006
     seeds: Annotated[int, typer.Option(min=1, help="Seeds 1..N for each policy")] = 1,
     transport: Annotated[str, typer.Option(help="inproc | ipc | tcp")] = "inproc",
-    json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the runs as JSON")] = None,
-    report: Annotated[Optional[Path], typer.Option(help="Write report.md/.html and plots here")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the runs as JSON")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write report.md/.html and plots here")] = None,
     sumo_arg: Annotated[list[str], typer.Option("--sumo-arg", help="Passed to SUMO unchanged; repeat")] = [],  # noqa: B006
-    end: Annotated[Optional[float], typer.Option(help="Stop at this simulation time (s)")] = None,
-    controllers: Annotated[str, typer.Option(help="inprocess | process (one lintas controller per junction)")] = "inprocess",
+    end: Annotated[float | None, typer.Option(help="Stop at this simulation time (s)")] = None,
+    controllers: Annotated[str, typer.Option(help="inprocess | process (one lintas controller per "
+                                             "junction)")] = "inprocess",
     jobs: Annotated[int, typer.Option(min=1, help="Runs in parallel")] = JOBS,
     traci: Annotated[bool, typer.Option("--traci", help="Connect over TraCI instead of libsumo")] = False,
     gui: Annotated[bool, typer.Option("--gui", help="Use sumo-gui (implies --traci)")] = False,
-    work_dir: Annotated[Optional[Path], typer.Option(help="Where run outputs go (default: the report dir or ./lintas-runs)")] = None,
+    work_dir: Annotated[Path | None, typer.Option(help="Where run outputs go (default: the report dir or "
+                                                  "./lintas-runs)")] = None,
     param: Annotated[list[str], typer.Option("--param", help="Policy parameter NAME=VALUE; repeat")] = [],  # noqa: B006
     fail_detectors: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of detectors dead from the "
                                                   "start (seeded random choice)")] = 0.0,
-    dead: Annotated[Optional[str], typer.Option(help="cameras | loops: every detector of that kind dead")] = None,
-    local_plan: Annotated[Optional[Path], typer.Option(help="Time-of-day plan (TOML) the controllers run when the "
+    dead: Annotated[str | None, typer.Option(help="cameras | loops: every detector of that kind dead")] = None,
+    local_plan: Annotated[Path | None, typer.Option(help="Time-of-day plan (TOML) the controllers run when the "
                                                        "engine is silent (default: the net's program)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -116,7 +118,7 @@ def simulate(
 def demo(
     report: Annotated[Path, typer.Option(help="Report folder")] = Path("reports/demo"),
     seeds: Annotated[int, typer.Option(min=1)] = 1,
-    policy: Annotated[Optional[list[str]], typer.Option("--policy", "-p")] = None,
+    policy: Annotated[list[str] | None, typer.Option("--policy", "-p")] = None,
     jobs: Annotated[int, typer.Option(min=1)] = JOBS,
 ) -> None:
     from simulation.experiments.batch import simulate_runs
@@ -158,8 +160,8 @@ def compile_(
 def check_tls(
     states_xml: Annotated[Path, typer.Argument(help="SUMO SaveTLSStates (or SaveTLSSwitchStates) output")],
     scenario: Annotated[Path, typer.Argument(help="Scenario (.sumocfg or folder), .net.xml or network.json")],
-    statistics: Annotated[Optional[Path], typer.Option(help="SUMO --statistic-output: collisions fail the check")] = None,
-    json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON")] = None,
+    statistics: Annotated[Path | None, typer.Option(help="SUMO --statistic-output: collisions fail the check")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON")] = None,
     yellow_min: Annotated[float, typer.Option(help="Shortest yellow allowed (s)")] = 3.0,
     min_green: Annotated[float, typer.Option(help="Shortest green allowed (s)")] = 5.0,
 ) -> None:
@@ -216,11 +218,11 @@ def drill(
              "numbers, on every junction of the given scenarios; the shown signals are checked independently. "
              "Example: lintas soak --sequences 100000")
 def soak(
-    scenario: Annotated[Optional[list[Path]], typer.Argument(help="Scenarios whose junctions to use "
-                                                              "(default: the demo city and the RESCO maps if present)")] = None,
+    scenario: Annotated[list[Path] | None, typer.Argument(help="Scenarios whose junctions to use (default: the "
+                                                          "demo city and the RESCO maps if present)")] = None,
     sequences: Annotated[int, typer.Option(min=1)] = 100_000,
     seed: Annotated[int, typer.Option()] = 1,
-    json_file: Annotated[Optional[Path], typer.Option("--json")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json")] = None,
 ) -> None:
     import dataclasses
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from scenarios import REPO
+from simulation.experiments.catalog import REPO
 
 
 def lintas(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess:

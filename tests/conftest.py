@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from scenarios import RESCO_DIR
+from simulation.experiments.catalog import RESCO_DIR
 
 
 @pytest.fixture(scope="session")

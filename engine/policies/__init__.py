@@ -108,7 +108,8 @@ def _adaptive_args(net, obs):
 
 def _adaptive_call(core, t, net, state, obs, params, out_target):
     rate, wait, space, profile, plan_rem, plan_next, mov_flow = _adaptive_args(net, obs)
-    core(float(t), net, state, obs.queue, obs.gap, rate, wait, space, profile, params, out_target, plan_rem, plan_next, mov_flow)
+    core(float(t), net, state, obs.queue, obs.gap, rate, wait, space, profile, params, out_target, plan_rem, plan_next,
+         mov_flow)
 
 
 def adaptive_kernel(t, net, state, obs, params, rng, out_target):

@@ -316,7 +316,8 @@ def _lane_open(net, space, p, lane):
 
 
 @njit(cache=True)
-def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params, out_target, plan_rem, plan_next, mov_flow):
+def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params, out_target, plan_rem, plan_next,
+                  mov_flow):
     """Look-ahead adaptive control (docs/adaptive.md). Per junction j in green (online, valid phase):
 
     cum[l, k] = predicted arrivals on lane l within k s (sum of profile[l, 0:k]).

@@ -214,7 +214,8 @@ def _arrivals(profile, lane, k) -> float:
     return s
 
 
-def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profile, params, out_target, plan_rem, plan_next, mov_flow):
+def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profile, params, out_target, plan_rem,
+                            plan_next, mov_flow):
     from .base import AdaptiveParam as A
 
     sat = max(float(params[A.SAT_HEADWAY]), 0.1)
@@ -250,7 +251,7 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
         def green_needed(p):
             qs = [float(queue[lane]) for lane in _distinct_lanes(net, p) if _open(net, space, p, lane)]
             pmin, pmax = float(net.phase_min[p]), float(net.phase_max[p])
-            return min(max(pmin, sat * max(qs + [0.0])), max(pmax, pmin))
+            return min(max(pmin, sat * max([*qs, 0.0])), max(pmax, pmin))
 
         best, bscore = -1, 0.0
         if ring:  # first phase in ring order with demand

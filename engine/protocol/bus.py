@@ -143,7 +143,7 @@ class Forwarder:
             if self.security is not None:
                 try:
                     self.security.server(s, role="bus")
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - kept, and raised by start() in the caller's thread
                     for x in (xsub, xpub, ctrl):
                         x.close(0)
                     self._error = exc
@@ -163,7 +163,7 @@ class Forwarder:
             for s in (xsub, xpub, ctrl):
                 s.close(0)
 
-    def start(self) -> "Forwarder":
+    def start(self) -> Forwarder:
         self._check_binds()
         self._thread = threading.Thread(target=self._serve, name="lintas-bus", daemon=True)
         self._thread.start()

@@ -285,8 +285,8 @@ class _Authenticator(ThreadAuthenticator):
         operators = self._read(self.operators_dir)  # missing folder: no operator is accepted
         _KEYRING.add(*names, *operators)
         self.names = {**names, **operators}
-        self.certs[ZAP_DOMAIN] = {k: True for k in names}
-        self.certs[OPERATOR_DOMAIN] = {k: True for k in operators}
+        self.certs[ZAP_DOMAIN] = dict.fromkeys(names, True)
+        self.certs[OPERATOR_DOMAIN] = dict.fromkeys(operators, True)
         self.allow_any = False
         return len(names)
 
@@ -395,7 +395,8 @@ class Security:
         ``OPERATOR_DOMAIN``."""
         self._check_open()
         if self._auth is None or _authenticator(sock.context) is not self._auth:
-            raise SecurityError(f"cannot serve as {role or self.me}: no ZAP allow-list running in this socket's context "
+            raise SecurityError(f"cannot serve as {role or self.me}: no ZAP allow-list running in this socket's "
+                                f"context "
                                 f"({self.directory / ALLOWED_DIR} missing, or the socket is from another context "
                                 f"than the one given to Security.load); it would accept any key")
         public, secret = self._server_pair(role or self.me)

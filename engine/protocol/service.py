@@ -77,6 +77,35 @@ class WallTicker:
         return max(0, int((self.next - self.now()) * 1000))
 
 
+CLOCKS = ("bus", "wall")  # a component's clock: the runner's ticks on the bus, or the wall clock
+
+
+def run_until_stopped(component, *, clock: str, on_tick: Callable[[float], object], collector,
+                      metrics_port: int | None = None, security: Security | None = None) -> None:
+    """Run a component as its process's main loop until it stops or Ctrl-C: on the bus's ticks
+    (``clock="bus"``) or every wall-clock second (``on_tick``), with its metrics endpoint when a port is
+    given; then close it and its security."""
+    try:
+        stop_metrics = start_metrics(metrics_port, collector)
+    except CommandError:
+        component.close()
+        if security is not None:
+            security.close()
+        raise
+    try:
+        if clock == "wall":
+            serve(component, on_tick=on_tick, ticker=WallTicker(1.0))
+        else:
+            serve(component)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_metrics()
+        component.close()
+        if security is not None:
+            security.close()
+
+
 def serve(component, on_tick: Callable[[float], object] | None = None, ticker: WallTicker | None = None,
           stop: Callable[[], bool] | None = None) -> None:
     """Pump ``component`` (``sockets()``, ``pump()``, ``stopped``) until it stops; with a ticker,

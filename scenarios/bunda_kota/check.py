@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,21 +24,14 @@ import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from simulation.sumo.outputs import read_statistics
+from simulation.sumo.scenario import load_scenario
+from simulation.sumo.tools import sumo_binary
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_CFG = HERE / "bunda_kota.sumocfg"
 ACTUATED_ADD = HERE / "bunda_kota.actuated.add.xml"
 STOPS_ADD = HERE / "bunda_kota.stops.add.xml"
-
-
-def _sumo_binary() -> str:
-    if "SUMO_HOME" not in os.environ:
-        try:
-            import sumo  # noqa: F401
-        except ImportError:  # pragma: no cover
-            pass
-    import sumolib
-
-    return sumolib.checkBinary("sumo")
 
 
 def scheduled_departures(route_file: Path) -> dict[str, float]:
@@ -90,7 +82,7 @@ def run(cfg: Path, program: str, end: float | None = None, workdir: Path | None 
     workdir = workdir or Path(tempfile.mkdtemp(prefix="bk_check_"))
     tripinfo = workdir / f"tripinfo_{program}.xml"
     cmd = [
-        _sumo_binary(),
+        sumo_binary(),
         "-c",
         str(cfg),
         "--seed",
@@ -115,11 +107,9 @@ def run(cfg: Path, program: str, end: float | None = None, workdir: Path | None 
     wall = time.perf_counter() - t0
     if res.returncode != 0:
         raise RuntimeError(f"sumo failed ({program}):\n{res.stdout}\n{res.stderr}")
-    cfg_end = float(ET.parse(cfg).getroot().find("time/end").get("value"))
-    route_file = cfg.parent / ET.parse(cfg).getroot().find("input/route-files").get("value")
-    summary = summarise(tripinfo, route_file, end if end is not None else cfg_end)
-    stats = ET.parse(workdir / f"stats_{program}.xml").getroot()
-    summary["teleports"] = int(stats.find("teleports").get("total"))
+    scn = load_scenario(cfg, check=False)
+    summary = summarise(tripinfo, scn.route_files[0], end if end is not None else scn.end)
+    summary["teleports"] = int(read_statistics(workdir / f"stats_{program}.xml")["teleports"])
     summary["wall_s"] = round(wall, 2)
     summary["program"] = program
     return summary

@@ -37,7 +37,6 @@ import argparse
 import itertools
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -46,6 +45,8 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
+
+from simulation.sumo.tools import sumo_binary
 
 HERE = Path(__file__).resolve().parent
 NAME = "bunda_kota"
@@ -175,22 +176,6 @@ LINES = [
 # ======================================================================================
 # helpers
 # ======================================================================================
-def _sumo_home() -> str:
-    if "SUMO_HOME" not in os.environ:
-        try:
-            import sumo  # noqa: F401  (the eclipse-sumo wheel sets SUMO_HOME)
-        except ImportError:  # pragma: no cover
-            pass
-    return os.environ.get("SUMO_HOME", "")
-
-
-def _binary(name: str) -> str:
-    _sumo_home()
-    import sumolib
-
-    return sumolib.checkBinary(name)
-
-
 def _strip_header(text: str, producer: str) -> str:
     """Replace the timestamp in SUMO's header comment with a fixed text (determinism)."""
     return re.sub(
@@ -281,7 +266,7 @@ def build_network(out_dir: Path) -> Path:
         (tmpdir / "bk.nod.xml").write_text(nod)
         (tmpdir / "bk.edg.xml").write_text(edg)
         cmd = [
-            _binary("netconvert"),
+            sumo_binary("netconvert"),
             "--node-files",
             "bk.nod.xml",
             "--edge-files",
@@ -343,7 +328,7 @@ class _Net:
     """Tiny wrapper around sumolib for routing and lengths."""
 
     def __init__(self, net_path: Path):
-        _sumo_home()
+        import sumo  # noqa: F401  (the eclipse-sumo wheel sets SUMO_HOME)
         import sumolib
 
         self.net = sumolib.net.readNet(str(net_path), withInternal=False)

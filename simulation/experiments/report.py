@@ -265,7 +265,8 @@ def _delay_series(runs: Sequence[Mapping[str, Any]], order: Sequence[str]) -> di
     return out
 
 
-def _queue_by_junction(runs: Sequence[Mapping[str, Any]], order: Sequence[str]) -> tuple[list[str], dict[str, dict[str, float]]]:
+def _queue_by_junction(runs: Sequence[Mapping[str, Any]],
+                       order: Sequence[str]) -> tuple[list[str], dict[str, dict[str, float]]]:
     junctions: list[str] = []
     per: dict[str, dict[str, float]] = {}
     for pol in order:
@@ -330,8 +331,9 @@ def _plot_queue_per_junction(runs, order, scenario: str, path: Path) -> None:
             vals = [per[pol].get(j, math.nan) for j in junctions]
             ax.bar([x - 0.4 + bar_w * (k + 0.5) for x in xs], vals, width=bar_w, label=pol)
         ax.set_xticks(xs)
-        ax.set_xticklabels([_short(j, 40 if len(junctions) <= 4 else 18) for j in junctions], rotation=30 if len(junctions) > 3 else 0,
-                           ha="right" if len(junctions) > 3 else "center", fontsize=8)
+        ax.set_xticklabels([_short(j, 40 if len(junctions) <= 4 else 18) for j in junctions],
+                           rotation=30 if len(junctions) > 3 else 0, ha="right" if len(junctions) > 3 else "center",
+                           fontsize=8)
         ax.set_ylabel("mean halting vehicles on approaches")
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize=8, frameon=False)

@@ -21,30 +21,30 @@ import zmq
 
 from controllers.controller import Controller, ControllerConfig
 from controllers.drivers import SumoCabinet
-from engine.protocol import bus
-from engine.protocol.junction import write_specs
-from engine.protocol import messages as m
-from engine.protocol.messages import TickPhase
 from engine.loop import Engine
 from engine.network import Network
+from engine.protocol import bus
+from engine.protocol import messages as m
+from engine.protocol.junction import write_specs
+from engine.protocol.messages import TickPhase
 from simulation.experiments import metrics
 from simulation.experiments.policies import LINTAS_POLICIES, SUMO_POLICIES
 from simulation.sumo import baselines
 from simulation.sumo.field import SumoField, merge_additional
 from simulation.sumo.netcompile import compile_for_run
 from simulation.sumo.outputs import sumo_output_args
-from simulation.sumo.scenario import Scenario, load_scenario
+from simulation.sumo.scenario import load_scenario
 
 log = logging.getLogger("lintas.runner")
 
 CONTROLLER_MODES = ("inprocess", "process")
 
 
-RUN_KEYS = ("delay_s", "trip_duration_s", "waiting_s", "queue_veh", "throughput_veh", "teleports", "collisions", "vehicles",
-            "never_inserted", "delay_max_s", "stops_per_veh")
+RUN_KEYS = ("delay_s", "trip_duration_s", "waiting_s", "queue_veh", "throughput_veh", "teleports", "collisions",
+            "vehicles", "never_inserted", "delay_max_s", "stops_per_veh")
 
-EXTRA_KEYS = ("wall_s", "transport", "dead_detectors", "co2_kg", "commands_sent", "commands_accepted", "commands_refused", "faults", "fallbacks",
-              "dropped_messages")
+EXTRA_KEYS = ("wall_s", "transport", "dead_detectors", "co2_kg", "commands_sent", "commands_accepted",
+              "commands_refused", "faults", "fallbacks", "dropped_messages")
 
 
 class RunError(RuntimeError):
@@ -113,7 +113,8 @@ def run_one(spec: RunSpec, progress=None) -> dict:
     wall = time.perf_counter() - wall0
     sched = metrics.scheduled_departures(scn.route_files, scn.begin if spec.end is None else begin, end)
     res = metrics.compute_metrics(
-        run_dir / "tripinfo.xml", run_dir / "statistics.xml", sched, end, queue, junction_ids=[j.id for j in net.junctions]
+        run_dir / "tripinfo.xml", run_dir / "statistics.xml", sched, end, queue,
+        junction_ids=[j.id for j in net.junctions]
     )
     rec = {
         "policy": spec.policy,
@@ -131,7 +132,7 @@ def run_one(spec: RunSpec, progress=None) -> dict:
     return rec
 
 
-def _run_sumo_alone(field_: SumoField, begin: float, end: float, progress) -> "list":
+def _run_sumo_alone(field_: SumoField, begin: float, end: float, progress) -> list:
     import numpy as np
 
     samples = []
@@ -183,7 +184,8 @@ class City:
         else:
             for j in net.junctions:
                 heads = SumoCabinet(field_.conn, j.id, j.link_via)
-                self.controllers.append(Controller(j, self.ep, cfg=cfg, heads=heads, ctx=self.ctx, plan=plans.get(j.id)))
+                self.controllers.append(Controller(j, self.ep, cfg=cfg, heads=heads, ctx=self.ctx,
+                                                   plan=plans.get(j.id)))
         self.poller = zmq.Poller()
         for s in [self.sub.sock, *self.engine.sockets(), *(s for c in self.controllers for s in c.sockets())]:
             self.poller.register(s, zmq.POLLIN)
@@ -298,7 +300,7 @@ def dead_detectors(net: Network, spec: RunSpec) -> set[str]:
     dead: set[str] = set()
     if spec.fail_detectors > 0:
         rng = np.random.default_rng(10_000 + spec.seed)
-        k = int(round(spec.fail_detectors * len(ids)))
+        k = round(spec.fail_detectors * len(ids))
         dead |= {ids[i] for i in rng.choice(len(ids), size=k, replace=False)}
     if spec.dead == "cameras":
         dead |= {d for d, kd in zip(ids, net.det_kind) if kd == DET_AREA}

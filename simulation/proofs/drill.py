@@ -28,17 +28,16 @@ import numpy as np
 import zmq
 
 from engine.protocol import bus
-from engine.protocol.junction import write_specs
-from engine.protocol.security import safe_name
 from engine.protocol import messages as m
+from engine.protocol.junction import write_specs
 from engine.protocol.messages import Action, Mode, TickPhase
+from engine.protocol.security import safe_name
 from simulation.experiments import metrics
 from simulation.experiments.batch import simulate_runs
 from simulation.sumo.field import SumoField, merge_additional
 from simulation.sumo.netcompile import compile_for_run
 from simulation.sumo.outputs import sumo_output_args
 from simulation.sumo.scenario import load_scenario
-
 
 # a controller silent this long (simulated and wall s: a busy machine may stall a process for a moment)
 # is taken for dead, and the field hands its junction to the cabinet's own plan (SUMO's program)
@@ -95,7 +94,8 @@ class DrillResult:
 
         return [
             *(f"  {ev}" for ev in self.events),
-            f"every controller local after engine kill: {f(self.local_after_kill_s)} (limit {self.backup_time + 1:g} s)",
+            f"every controller local after engine kill: {f(self.local_after_kill_s)} "
+            f"(limit {self.backup_time + 1:g} s)",
             f"engine up after restart: {f(self.engine_up_after_restart_s)}; every controller back under engine "
             f"control {f(self.engine_back_after_restart_s)} after that (limit 10 s)",
             f"killed controller marked offline after: {f(self.offline_marked_after_s)}; others still commanded: "
@@ -109,7 +109,7 @@ class DrillResult:
 
 def _spawn(package: str, args: list[str], log: Path) -> subprocess.Popen:
     """``python -m PACKAGE ARGS``: a package's own commands (engine: engine, bus; controllers: the controller)."""
-    fh = open(log, "ab")
+    fh = open(log, "ab")  # noqa: SIM115 - the process writes to it for as long as it lives
     return subprocess.Popen([sys.executable, "-m", package, *args], stdin=subprocess.DEVNULL, stdout=fh,
                             stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
 
@@ -173,7 +173,7 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
         while time.monotonic() < deadline:
             pub.publish(m.TOPIC_TICK, m.ClockTick(time=begin - 1, step=-1, phase=TickPhase.SYNC))
             time.sleep(0.05)
-            for topic, msg in sub.drain():
+            for _topic, msg in sub.drain():
                 if isinstance(msg, m.ControllerState):
                     states[msg.junction] = msg
                 elif isinstance(msg, m.Heartbeat) and msg.sender == "engine":
@@ -216,7 +216,7 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
             # pace: speed simulated seconds per wall second
             target = wall0 + (step + 1) / speed
             while True:
-                for topic, msg in sub.drain():
+                for _topic, msg in sub.drain():
                     if isinstance(msg, m.ControllerState):
                         if msg.junction in states and msg.time < states[msg.junction].time:
                             continue
@@ -299,13 +299,13 @@ def _original_program(field_: SumoField, tls: str) -> str:
 
 def _observe_mode(res: DrillResult, st: m.ControllerState, *, rel_of, tl: Timeline, t_up, ids, states) -> None:
     rel = rel_of(st.time)
-    if res.local_after_kill_s is None and rel >= tl.kill_engine and rel < tl.restart_engine:
-        if all(states.get(j) is not None and states[j].mode == Mode.LOCAL for j in ids):
-            res.local_after_kill_s = rel - tl.kill_engine
-    if t_up is not None and res.engine_back_after_restart_s is None and rel < tl.kill_controller:
-        if all(states.get(j) is not None and states[j].mode == Mode.ENGINE and rel_of(states[j].time) >= t_up
-               for j in ids):
-            res.engine_back_after_restart_s = rel - t_up
+    if (res.local_after_kill_s is None and tl.kill_engine <= rel < tl.restart_engine
+            and all(states.get(j) is not None and states[j].mode == Mode.LOCAL for j in ids)):
+        res.local_after_kill_s = rel - tl.kill_engine
+    if (t_up is not None and res.engine_back_after_restart_s is None and rel < tl.kill_controller
+            and all(states.get(j) is not None and states[j].mode == Mode.ENGINE and rel_of(states[j].time) >= t_up
+                    for j in ids)):
+        res.engine_back_after_restart_s = rel - t_up
 
 
 def _rogue(ep: bus.Endpoints, ids: list[str], t: float) -> None:

@@ -219,7 +219,7 @@ class TlsCheckReport:
     tls_checked: list[str] = field(default_factory=list)
     tls_not_in_network: list[str] = field(default_factory=list)  # in the file, no spec: not checked
     tls_not_in_file: list[str] = field(default_factory=list)  # in the network, no record
-    counts: dict[str, int] = field(default_factory=lambda: {c: 0 for c in CLASSES})
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
     per_tls: dict[str, dict[str, int]] = field(default_factory=dict)
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {c: [] for c in CLASSES})
     letters: dict[str, int] = field(default_factory=dict)  # step counts of each letter, all links
@@ -252,7 +252,7 @@ class TlsCheckReport:
 
     def _add(self, cls: str, tls: str, n: int, example: dict[str, Any]) -> None:
         self.counts[cls] += n
-        pt = self.per_tls.setdefault(tls, {c: 0 for c in CLASSES})
+        pt = self.per_tls.setdefault(tls, dict.fromkeys(CLASSES, 0))
         pt[cls] += n
         if len(self.examples[cls]) < self.max_examples:
             self.examples[cls].append({"tls": tls, **example})
@@ -372,7 +372,7 @@ def _check_one(rep: TlsCheckReport, spec: JunctionSpec, recs: Sequence[tuple[flo
     tid = spec.id
     n = spec.n_links
     yellow_min, min_green, step = rep.yellow_min, rep.min_green, rep.step
-    rep.per_tls.setdefault(tid, {c: 0 for c in CLASSES})
+    rep.per_tls.setdefault(tid, dict.fromkeys(CLASSES, 0))
     # intervals: (start, end, state) with consecutive equal states merged; a later record at the
     # same time replaces an earlier one
     times: list[float] = []
@@ -388,7 +388,7 @@ def _check_one(rep: TlsCheckReport, spec: JunctionSpec, recs: Sequence[tuple[flo
     # the bad ones are reported and left out
     good_t: list[float] = []
     good_s: list[str] = []
-    for i, (t, s) in enumerate(zip(times, states)):
+    for t, s in zip(times, states):
         if len(s) != n or any(c not in KNOWN for c in s):
             why = f"length {len(s)} != {n} links" if len(s) != n else \
                 f"unknown letters {''.join(sorted({c for c in s if c not in KNOWN}))!r}"

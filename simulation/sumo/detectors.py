@@ -47,7 +47,8 @@ DetectorArrays = tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 @dataclass
 class DetectorLayout:
-    stopline_offset: float = 3.0  # m before the stop line: under the first waiting vehicle (SUMO stops it ~1 m short of the line)
+    # m before the stop line: under the first waiting vehicle (SUMO stops it ~1 m short of the line)
+    stopline_offset: float = 3.0
     advance_distance: float = 40.0  # m upstream of the stop line
     area_length: float = 100.0  # m of approach covered by the E2, ending at the stop line
     period: int = 1  # aggregation period of SUMO's (discarded) file output, s
@@ -59,6 +60,23 @@ _BAD_ID_CHARS = re.compile(r"[^A-Za-z0-9_.#:+\-\[\]]")
 def detector_id(prefix: str, lane_id: str) -> str:
     """``lintas_<prefix>_<lane>`` with characters SUMO may reject replaced by '_'."""
     return f"lintas_{prefix}_{_BAD_ID_CHARS.sub('_', lane_id)}"
+
+
+class _Found:
+    """Detectors as they are found, turned into the Network's detector arrays at the end."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.rows: list[tuple[int, int, float, float]] = []  # (lane index, kind, pos, length)
+
+    def add(self, did: str, lane: int, kind: int, pos: float, length: float) -> None:
+        self.ids.append(did)
+        self.rows.append((lane, kind, pos, length))
+
+    def arrays(self) -> DetectorArrays:
+        lanes, kinds, poss, lens = zip(*self.rows) if self.rows else ((), (), (), ())
+        return (self.ids, np.asarray(lanes, dtype=np.int32), np.asarray(kinds, dtype=np.int8),
+                np.asarray(poss, dtype=np.float64), np.asarray(lens, dtype=np.float64))
 
 
 def _unique(ident: str, used: set[str]) -> str:
@@ -100,11 +118,7 @@ def place_detectors(
     g = _graph_for(Path(net_path), graph)
     controlled = frozenset(network.lane_ids)
     reach = max(layout.area_length, layout.advance_distance)
-    ids: list[str] = []
-    lanes: list[int] = []
-    kinds: list[int] = []
-    poss: list[float] = []
-    lens: list[float] = []
+    found = _Found()
     used: set[str] = set()
     lines = [
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
@@ -128,8 +142,7 @@ def place_detectors(
             f"    <inductionLoop id={quoteattr(did)} lane={quoteattr(lane)} pos=\"{_f(pos)}\" "
             f"period=\"{layout.period}\" file=\"{NULL_FILE}\"/>"
         )
-        ids.append(did); lanes.append(li); kinds.append(DET_STOPLINE)
-        poss.append(head_len - pos); lens.append(0.0)
+        found.add(did, li, DET_STOPLINE, head_len - pos, 0.0)
 
         # advance loop
         if total >= MIN_ADVANCE_CHAIN:
@@ -150,8 +163,7 @@ def place_detectors(
                 f"    <inductionLoop id={quoteattr(did)} lane={quoteattr(on.lane)} pos=\"{_f(apos)}\" "
                 f"period=\"{layout.period}\" file=\"{NULL_FILE}\"/>"
             )
-            ids.append(did); lanes.append(li); kinds.append(DET_ADVANCE)
-            poss.append(on.end_offset + on.length - apos); lens.append(0.0)
+            found.add(did, li, DET_ADVANCE, on.end_offset + on.length - apos, 0.0)
 
         # lane-area detector ending at the stop line
         cover = min(layout.area_length, total)
@@ -172,8 +184,7 @@ def place_detectors(
             f"    <laneAreaDetector id={quoteattr(did)} {where} pos=\"{_f(spos)}\" endPos=\"{_f(head_len)}\" "
             f"period=\"{layout.period}\" file=\"{NULL_FILE}\"/>"
         )
-        ids.append(did); lanes.append(li); kinds.append(DET_AREA)
-        poss.append(actual); lens.append(actual)
+        found.add(did, li, DET_AREA, actual, actual)
 
     lines.append("</additional>")
     out = Path(out_path)
@@ -182,13 +193,7 @@ def place_detectors(
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(tmp, out)
-    return (
-        ids,
-        np.asarray(lanes, dtype=np.int32),
-        np.asarray(kinds, dtype=np.int8),
-        np.asarray(poss, dtype=np.float64),
-        np.asarray(lens, dtype=np.float64),
-    )
+    return found.arrays()
 
 
 _E1_TAGS = ("inductionLoop", "e1Detector", "instantInductionLoop")
@@ -227,11 +232,7 @@ def existing_detectors(
         for cl in g.upstream_chain(lane, reach, controlled):
             where.setdefault(cl.lane, (li, cl.end_offset))
 
-    ids: list[str] = []
-    lanes: list[int] = []
-    kinds: list[int] = []
-    poss: list[float] = []
-    lens: list[float] = []
+    found = _Found()
     for f in scenario.additional_files:
         try:
             with open_xml(f) as fh:
@@ -251,9 +252,7 @@ def existing_detectors(
                         p = _num(el.get("pos"), 0.0)
                         p = ln + p if p < 0 else min(p, ln)
                         dist = off + ln - p
-                        ids.append(did); lanes.append(li)
-                        kinds.append(DET_STOPLINE if dist <= STOPLINE_KIND_MAX_DIST else DET_ADVANCE)
-                        poss.append(dist); lens.append(0.0)
+                        found.add(did, li, DET_STOPLINE if dist <= STOPLINE_KIND_MAX_DIST else DET_ADVANCE, dist, 0.0)
                     else:
                         lane_list = (el.get("lanes") or el.get("lane") or "").split()
                         if not lane_list:
@@ -287,14 +286,7 @@ def existing_detectors(
                                 else:
                                     length = sum(g.length.get(x, 0.0) for x in lane_list) - s0 - (ln - end)
                         down = off + ln - end
-                        ids.append(did); lanes.append(li); kinds.append(DET_AREA)
-                        poss.append(down + max(0.0, length)); lens.append(max(0.0, length))
+                        found.add(did, li, DET_AREA, down + max(0.0, length), max(0.0, length))
         except ET.ParseError as exc:
             raise ScenarioError(f"{f}: not a valid additional XML file ({exc})") from None
-    return (
-        ids,
-        np.asarray(lanes, dtype=np.int32),
-        np.asarray(kinds, dtype=np.int8),
-        np.asarray(poss, dtype=np.float64),
-        np.asarray(lens, dtype=np.float64),
-    )
+    return found.arrays()

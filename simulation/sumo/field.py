@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.protocol import messages as m
 from engine.network import DET_AREA, Network
+from engine.protocol import messages as m
 
 
 def sumo_module(use_traci: bool = False):

@@ -349,7 +349,8 @@ def compile_network(
         rep.program_source[tid] = f"{prog.source}:{prog.program_id}"
         n_links = len(prog.phases[0].state)
         if any(len(p.state) != n_links for p in prog.phases):
-            raise ScenarioError(f"{net_file}: traffic light {tid} program {prog.program_id} has states of different lengths")
+            raise ScenarioError(f"{net_file}: traffic light {tid} program {prog.program_id} has states of "
+                                f"different lengths")
         gs = _green_structure(prog, min_green, max_green, yellow_min, allred, begin)
         if gs is None:
             rep.skipped_tls[tid] = "no green phase"

@@ -5,15 +5,14 @@ test_closed_loop.py."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from benchmarks import quality
-from scenarios import DEMO
-
+from simulation.experiments.catalog import DEMO
 
 
 def _run(policy, seed, delay, **extra):
-    return {"policy": policy, "seed": seed, "delay_s": delay, "waiting_s": delay / 2, "stops_per_veh": delay / 20, "throughput_veh": 100.0 + seed,
+    return {"policy": policy, "seed": seed, "delay_s": delay, "waiting_s": delay / 2, "stops_per_veh": delay / 20,
+            "throughput_veh": 100.0 + seed,
             "co2_kg": 10.0, "collisions": 0, **extra}
 
 
@@ -22,8 +21,8 @@ def test_resume_uses_kept_runs_and_writes_the_tables(tmp_path):
     delays = {"sumo-static": 100.0, "sumo-actuated": 50.0, "adaptive": 40.0, "fixed": 100.0}
     for pol, d in delays.items():
         for s in (1, 2):
-            cache[quality._cache_key("bunda_kota", "all", pol, s)] = _run(pol, s, d + s, teleports=0, never_inserted=s - 1,
-                                                                          delay_max_s=200.0 + s)
+            cache[quality._cache_key("bunda_kota", "all", pol, s)] = _run(pol, s, d + s, teleports=0,
+                                                                          never_inserted=s - 1, delay_max_s=200.0 + s)
     for label, d in zip(quality.FAILURES, (44.0, 60.0, 45.0)):
         cache[quality._cache_key("bunda_kota", label, "adaptive", 1)] = _run("adaptive", 1, d)
     (tmp_path / "work").mkdir()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from engine.protocol.junction import JunctionSpec
-from scenarios import DEMO, RESCO_DIR, RESCO_MAPS
+from simulation.experiments.catalog import DEMO, RESCO_DIR, RESCO_MAPS
 
 DEMO_DIR = DEMO
 

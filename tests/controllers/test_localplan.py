@@ -16,7 +16,7 @@ from junctions import RecordingHeads, check_sequence, demo_specs, small_spec
 from controllers.controller import Controller
 from controllers.localplan import PlanError, load_plan
 from engine.protocol import bus
-from scenarios import DEMO, REPO
+from simulation.experiments.catalog import DEMO, REPO
 
 # small_spec's program: 0 green 'Ggrr', 1-2 its transition, 3 green 'rGrr', 4-5, 6 green 'rrGg', 7
 PROGRAM = [0, -1, -1, 1, -1, -1, 2, -1]
@@ -162,7 +162,7 @@ def test_local_mode_follows_the_window_in_force_and_switches_at_the_boundary(tmp
     early = {0: 8, 1: 6, 2: 9}
     late = {0: 15, 1: 6, 2: 20}  # phase 3 (green 1) not named in "late": the net's 6 s
     runs = _greens(sp, heads.shown)
-    before = [(k, n) for k, n, start in runs if 5 <= start and start + n <= 120]
+    before = [(k, n) for k, n, start in runs if start >= 5 and start + n <= 120]
     after = [(k, n) for k, n, start in runs if start >= 120]
     assert len(before) >= 6 and len(after) >= 6
     assert all(n == early[k] for k, n in before), before

@@ -14,14 +14,14 @@ import pytest
 import zmq
 
 from controllers.controller import Controller
-from engine.protocol import bus
-from engine.protocol import messages as m
 from engine.loop import Engine
 from engine.operator import OperatorError, OperatorServer, request_reset
+from engine.protocol import bus
+from engine.protocol import messages as m
 from engine.protocol.security import OPERATOR_DOMAIN, Security, SecurityError, create_keys
+from simulation.experiments.catalog import DEMO, REPO
 from simulation.sumo.netcompile import compile_network
 from simulation.sumo.scenario import load_scenario
-from scenarios import DEMO, REPO
 
 TIMEOUT = 20.0  # generous: CI machines are small and shared
 
@@ -236,7 +236,7 @@ def test_garbage_on_the_operator_socket_is_counted_and_the_engine_runs_on(centre
 def test_operator_endpoint_without_keys_only_local(tmp_path):
     ctx = zmq.Context()
     try:
-        with pytest.raises(SecurityError, match="refusing to serve operator resets on tcp://127.0.0.1"):
+        with pytest.raises(SecurityError, match=r"refusing to serve operator resets on tcp://127.0.0.1"):
             OperatorServer(ctx, "tcp://127.0.0.1:5999")
         srv = OperatorServer(ctx, f"ipc://{tmp_path}/op")
         srv.close()
@@ -259,7 +259,8 @@ def test_lintas_reset_command(centre, keydir):
     r = out["reply"]
     assert r.returncode == 1, r.stderr
     assert r.stdout.startswith("Z9: unknown-junction: no junction 'Z9'")
-    r = subprocess.run([*cmd[:7], "--endpoint", centre.op_ep], check=False, cwd=REPO, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([*cmd[:7], "--endpoint", centre.op_ep], check=False, cwd=REPO, capture_output=True, text=True,
+                       timeout=60)
     assert r.returncode == 2 and "--keys DIR is required" in r.stderr
 
 

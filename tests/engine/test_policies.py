@@ -122,7 +122,7 @@ def nets(draw, max_junctions=4):
     n_j = draw(st.integers(1, max_junctions))
     n_ph = [draw(st.integers(0, 5)) for _ in range(n_j)]
     n_ln = [draw(st.integers(1, 4)) for _ in range(n_j)]
-    lane_lo = np.cumsum([0] + n_ln)
+    lane_lo = np.cumsum([0, *n_ln])
     n_lanes = int(lane_lo[-1])
     mov_in, mov_out, mov_lo = [], [], [0]
     for j in range(n_j):
@@ -131,20 +131,20 @@ def nets(draw, max_junctions=4):
             mov_in.append(draw(st.integers(int(lane_lo[j]), int(lane_lo[j + 1]) - 1)))
             mov_out.append(draw(st.integers(-1, n_lanes - 1)))
         mov_lo.append(len(mov_in))
-    jn_ptr = np.cumsum([0] + n_ph)
+    jn_ptr = np.cumsum([0, *n_ph])
     phase_movs, phase_next, pmin, pmax, pfix = [], [], [], [], []
     for j in range(n_j):
         lo, hi = int(jn_ptr[j]), int(jn_ptr[j + 1])
         mine = list(range(mov_lo[j], mov_lo[j + 1]))
         ring = draw(st.booleans())
         perm = draw(st.permutations(list(range(lo, hi)))) if hi > lo else []
-        for k, p in enumerate(range(lo, hi)):
+        for k in range(hi - lo):
             phase_movs.append(draw(st.lists(st.sampled_from(mine), max_size=4, unique=True)) if mine else [])
             if ring:  # a proper cycle (program order)
                 phase_next.append(lo + (k + 1) % (hi - lo))
             else:  # any mapping, even out of the junction or a sub-cycle
                 phase_next.append(
-                    draw(st.sampled_from(perm + [lo, hi - 1, lo - 1, hi, -1, int(jn_ptr[-1]) - 1]))
+                    draw(st.sampled_from([*perm, lo, hi - 1, lo - 1, hi, -1, int(jn_ptr[-1]) - 1]))
                 )
             a, b = sorted([draw(st.sampled_from(DURATIONS)), draw(st.sampled_from(DURATIONS))])
             pmin.append(a)
@@ -323,7 +323,7 @@ def test_fixed_full_cycle_by_ticking():
 @pytest.mark.parametrize("interval", [INTERVAL_YELLOW, INTERVAL_ALLRED, INTERVAL_OFFLINE])
 def test_no_command_outside_green_or_offline(interval):
     net = hand_net()
-    obs = obs_with(count={lane: 5 for lane in range(N_LANES)}, gap={lane: 99 for lane in range(N_LANES)})
+    obs = obs_with(count=dict.fromkeys(range(N_LANES), 5), gap=dict.fromkeys(range(N_LANES), 99))
     for name in ("fixed", "actuated", "maxpressure"):
         st_ = make_state([0, 4], [interval, interval], [1e6, 1e6], [True, True])
         assert list(both(name, net, st_, obs)) == [HOLD, HOLD]
@@ -335,7 +335,7 @@ def test_no_command_outside_green_or_offline(interval):
 
 def test_invalid_current_phase_holds():
     net = hand_net()
-    obs = obs_with(count={lane: 5 for lane in range(N_LANES)})
+    obs = obs_with(count=dict.fromkeys(range(N_LANES), 5))
     st_ = make_state([4, 0], [INTERVAL_GREEN] * 2, [1e6, 1e6], [True, True])  # swapped: foreign phases
     for name in ("fixed", "actuated", "maxpressure"):
         assert list(both(name, net, st_, obs)) == [HOLD, HOLD]
@@ -345,7 +345,7 @@ def test_invalid_current_phase_holds():
 # actuated
 # ---------------------------------------------------------------------------------------------------
 
-ALL_CALLS = {lane: 1 for lane in range(N_LANES)}
+ALL_CALLS = dict.fromkeys(range(N_LANES), 1)
 
 
 def test_actuated_holds_before_min_green_even_gapped_out():
@@ -513,7 +513,7 @@ def test_random_extremes(p, expect_all):
     rng = seed_rng(5, 2)
     before = rng.copy()
     out = new_target(2)
-    for t in range(100):
+    for _ in range(100):
         pol.kernel(0.0, net, state, empty_observations(N_LANES), pol.params(P_SWITCH=p), rng, out)
         assert (HOLD not in out) == expect_all and (set(out) == {HOLD}) != expect_all
     assert not np.array_equal(rng, before)

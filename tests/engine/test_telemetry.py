@@ -6,16 +6,14 @@ import urllib.request
 import zmq
 
 from controllers.controller import Controller
-from engine.protocol import bus
-from engine.protocol import messages as m
 from controllers.metrics import ControllerCollector
 from engine.metrics import EngineCollector
+from engine.protocol import bus
+from engine.protocol import messages as m
 from engine.protocol.telemetry import serve_metrics
+from simulation.experiments.catalog import DEMO
 from simulation.sumo.netcompile import compile_network
 from simulation.sumo.scenario import load_scenario
-from pathlib import Path
-from scenarios import DEMO
-
 
 
 def _port() -> int:

@@ -1,12 +1,11 @@
 """docs/protocol.md must name every message type and every field of engine/protocol/messages.py."""
 
 import re
-from pathlib import Path
 
 import msgspec
 
 from engine.protocol import messages as m
-from scenarios import REPO
+from simulation.experiments.catalog import REPO
 
 DOC = REPO / "docs" / "protocol.md"
 
@@ -52,3 +51,11 @@ def test_topics_documented():
         if name.startswith("TOPIC_"):
             topic = getattr(m, name).decode()
             assert f"| `{topic}` |" in text, f"topic {topic} undocumented"
+
+
+def test_every_enumerated_value_is_documented():
+    """A peer in another language needs every value an enumerated field may take (and every fault kind)."""
+    text = DOC.read_text()
+    for enum in (*m.ENUMS, m.FaultKind):
+        for member in enum:
+            assert f"`{member.value}`" in text, f"docs/protocol.md does not name {enum.__name__} value `{member.value}`"

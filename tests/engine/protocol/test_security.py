@@ -17,7 +17,7 @@ from zmq.utils.monitor import recv_monitor_message
 from engine.protocol import bus
 from engine.protocol import messages as m
 from engine.protocol.security import Security, SecurityError, check_bind, create_keys, public_file, secret_file
-from scenarios import REPO
+from simulation.experiments.catalog import REPO
 
 FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 NAMES = ["engine", "bus", "field", "J1", "J2"]
@@ -242,7 +242,7 @@ def test_unkeyed_and_unknown_clients_cannot_reach_engine(city, keydir, rogue_dir
 @pytest.mark.parametrize("endpoint", ["tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://10.1.2.3:5555",
                                       "tcp://eth0:5555", "tcp://[::]:5555", "tcp://192.168.1.5:*"])
 def test_check_bind_refuses_network_without_keys(endpoint):
-    with pytest.raises(SecurityError, match="refusing to bind .* without keys: pass --keys DIR"):
+    with pytest.raises(SecurityError, match=r"refusing to bind .* without keys: pass --keys DIR"):
         check_bind(endpoint, None)
     check_bind(endpoint, object())  # with security: fine
 
@@ -269,26 +269,26 @@ def test_forwarder_and_command_server_refuse_open_binds():
 def test_load_errors_name_the_file_and_never_a_key(tmp_path, keydir):
     ctx = zmq.Context()
     try:
-        with pytest.raises(SecurityError, match="nobody.key_secret is missing"):
+        with pytest.raises(SecurityError, match=r"nobody.key_secret is missing"):
             Security.load(keydir, "nobody", ctx)
-        with pytest.raises(SecurityError, match="does not exist"):
+        with pytest.raises(SecurityError, match=r"does not exist"):
             Security.load(tmp_path / "absent", "engine", ctx)
         sec_file = secret_file(keydir, "J1")
         os.chmod(sec_file, 0o644)
-        with pytest.raises(SecurityError, match="readable by others") as exc:
+        with pytest.raises(SecurityError, match=r"readable by others") as exc:
             Security.load(keydir, "J1", ctx)
         assert _keys(keydir, "J1")[1] not in str(exc.value)
         os.chmod(sec_file, 0o600)
         broken = keydir / "broken.key_secret"
         broken.write_text("garbage\n")
         os.chmod(broken, 0o600)
-        with pytest.raises(SecurityError, match="broken.key_secret"):
+        with pytest.raises(SecurityError, match=r"broken.key_secret"):
             Security.load(keydir, "broken", ctx)
         with Security.load(keydir, "J1", ctx) as sec:
             pub, secret = _keys(keydir, "J1")
             assert pub not in repr(sec) and secret not in repr(sec) and "J1" in repr(sec)
             s = ctx.socket(zmq.DEALER)
-            with pytest.raises(SecurityError, match="nobody.key is missing"):
+            with pytest.raises(SecurityError, match=r"nobody.key is missing"):
                 sec.client(s, server="nobody")
             s.close(0)
         # a context without an allow-list cannot serve: it would accept any key
@@ -299,7 +299,7 @@ def test_load_errors_name_the_file_and_never_a_key(tmp_path, keydir):
         try:
             with Security.load(lone, "engine", other) as sec:
                 s = other.socket(zmq.ROUTER)
-                with pytest.raises(SecurityError, match="allow-list"):
+                with pytest.raises(SecurityError, match=r"allow-list"):
                     sec.server(s, role="engine")
                 s.close(0)
         finally:
@@ -319,7 +319,7 @@ def test_create_keys_modes_idempotent_and_sanitised(tmp_path):
     create_keys(d, ["engine"], force=True)
     assert secret_file(d, "engine").read_bytes() != before
     public_file(d, "engine").unlink()
-    with pytest.raises(SecurityError, match="incomplete key pair"):
+    with pytest.raises(SecurityError, match=r"incomplete key pair"):
         create_keys(d, ["engine"])
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from clirun import lintas, lintas_argv
 
-from scenarios import DEMO, REPO
+from simulation.experiments.catalog import DEMO, REPO
 
-FIGURES = ("delay_s", "trip_duration_s", "waiting_s", "queue_veh", "throughput_veh", "teleports", "collisions", "vehicles")
+FIGURES = ("delay_s", "trip_duration_s", "waiting_s", "queue_veh", "throughput_veh", "teleports", "collisions",
+           "vehicles")
 
 
 def simulate(tmp_path: Path, scenario: Path, *args: str) -> dict:
@@ -46,7 +47,8 @@ def test_same_seed_same_figures_and_other_seed_differs(tmp_path):
 def test_controllers_as_processes_over_tcp_equal_in_process(tmp_path):
     """One ``lintas controller`` process per junction gives the same run as in-process controllers."""
     inproc = simulate(tmp_path / "a", DEMO, "-p", "fixed", "--end", "300")["runs"][0]
-    procs = simulate(tmp_path / "b", DEMO, "-p", "fixed", "--end", "300", "--transport", "tcp", "--controllers", "process")
+    procs = simulate(tmp_path / "b", DEMO, "-p", "fixed", "--end", "300", "--transport", "tcp",
+                     "--controllers", "process")
     run = procs["runs"][0]
     assert {k: run[k] for k in FIGURES} == {k: inproc[k] for k in FIGURES}
 
@@ -141,8 +143,8 @@ def test_bad_input_one_line_exit_2(tmp_path, case):
 
 def test_failed_detectors_seeded_and_by_kind(tmp_path):
     from engine.network import DET_AREA
-    from simulation.sumo.netcompile import compile_for_run
     from simulation.experiments.runner import RunSpec, dead_detectors
+    from simulation.sumo.netcompile import compile_for_run
     from simulation.sumo.scenario import load_scenario
 
     net, _ = compile_for_run(load_scenario(DEMO), tmp_path)
@@ -181,7 +183,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_runs(tmp_path):
         time.sleep(0.2)
     time.sleep(1.0)  # let the parent collect it; a later run is under way
     p.send_signal(signal.SIGINT)
-    stdout, stderr = p.communicate(timeout=120)
+    _stdout, stderr = p.communicate(timeout=120)
     assert p.returncode == 130, stderr[-2000:]
     assert "interrupted" in stderr and "Traceback" not in stderr
     runs = json.loads(out.read_text())["runs"]

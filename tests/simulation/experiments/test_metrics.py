@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from simulation.experiments.catalog import RESCO_DIR
 from simulation.experiments.metrics import compute_metrics, scheduled_departures
 from simulation.sumo.outputs import SumoOutputError, read_statistics, sumo_output_args
 from simulation.sumo.scenario import load_scenario, parse_sumo_time
 from simulation.sumo.tools import sumo_binary
-from scenarios import RESCO_DIR
-
 
 
 def _scenario(name: str) -> Path:
@@ -98,10 +97,10 @@ def test_scheduled_departures_match_sumo(tmp_path: Path) -> None:
 def test_scheduled_departures_random_flow_raises(tmp_path: Path) -> None:
     rou = tmp_path / "p.rou.xml"
     rou.write_text('<routes><flow id="p" begin="0" end="100" probability="0.1" from="e" to="e"/></routes>')
-    with pytest.raises(ValueError, match="probability"):
+    with pytest.raises(ValueError, match=r"probability"):
         scheduled_departures(rou, 0, 100)
     rou.write_text('<routes><flow id="x" begin="0" end="100" period="exp(0.1)" from="e" to="e"/></routes>')
-    with pytest.raises(ValueError, match="random"):
+    with pytest.raises(ValueError, match=r"random"):
         scheduled_departures(rou, 0, 100)
 
 
@@ -130,11 +129,16 @@ def test_scheduled_departures_resco(name: str, count: int) -> None:
 
 TRIPINFO = """<?xml version="1.0" encoding="UTF-8"?>
 <tripinfos>
-    <tripinfo id="old" depart="95.00" departDelay="0.00" arrival="120.00" duration="25.00" waitingTime="0.00" timeLoss="5.00"/>
-    <tripinfo id="a" depart="102.00" departDelay="2.00" arrival="160.00" duration="58.00" waitingTime="10.00" waitingCount="1" timeLoss="20.00"/>
-    <tripinfo id="b" depart="110.00" departDelay="0.00" arrival="450.00" duration="340.00" waitingTime="30.00" waitingCount="4" timeLoss="40.00"/>
-    <tripinfo id="c" depart="500.00" departDelay="20.00" arrival="-1.00" arrivalLane="" duration="100.00" waitingTime="50.00" waitingCount="2" timeLoss="60.00" vaporized="end"/>
-    <tripinfo id="e" depart="-1" departDelay="10.00" arrival="-1.00" duration="0.00" waitingTime="0.00" timeLoss="0.00"/>
+    <tripinfo id="old" depart="95.00" departDelay="0.00" arrival="120.00" duration="25.00"
+              waitingTime="0.00" timeLoss="5.00"/>
+    <tripinfo id="a" depart="102.00" departDelay="2.00" arrival="160.00" duration="58.00"
+              waitingTime="10.00" waitingCount="1" timeLoss="20.00"/>
+    <tripinfo id="b" depart="110.00" departDelay="0.00" arrival="450.00" duration="340.00"
+              waitingTime="30.00" waitingCount="4" timeLoss="40.00"/>
+    <tripinfo id="c" depart="500.00" departDelay="20.00" arrival="-1.00" arrivalLane="" duration="100.00"
+              waitingTime="50.00" waitingCount="2" timeLoss="60.00" vaporized="end"/>
+    <tripinfo id="e" depart="-1" departDelay="10.00" arrival="-1.00" duration="0.00"
+              waitingTime="0.00" timeLoss="0.00"/>
 </tripinfos>
 """
 
@@ -198,10 +202,10 @@ def test_read_statistics(tmp_path: Path) -> None:
     s = read_statistics(st)
     assert s["teleports"] == 2 and s["collisions"] == 1 and s["waiting"] == 1
     assert s["teleports_jam"] == 1 and s["emergency_braking"] == 4 and s["loaded"] == 5
-    with pytest.raises(SumoOutputError, match="s.xml: not a SUMO statistics file"):
+    with pytest.raises(SumoOutputError, match=r"s.xml: not a SUMO statistics file"):
         st.write_text("<statistics/>")
         read_statistics(st)
-    with pytest.raises(SumoOutputError, match="does not exist"):
+    with pytest.raises(SumoOutputError, match=r"does not exist"):
         read_statistics(tmp_path / "missing.xml")
 
 

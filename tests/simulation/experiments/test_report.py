@@ -23,7 +23,8 @@ def _run(policy: str, seed: int, delay: float, trip: float, wait: float, queue: 
          thr: int, tele: int, coll: int, qj: dict[str, float] | None = None) -> dict:
     return {
         "policy": policy, "seed": seed, "delay_s": delay, "trip_duration_s": trip, "waiting_s": wait,
-        "stops_per_veh": wait / 10, "queue_veh": queue, "throughput_veh": thr, "teleports": tele, "collisions": coll, "vehicles": 2015,
+        "stops_per_veh": wait / 10, "queue_veh": queue, "throughput_veh": thr, "teleports": tele, "collisions": coll,
+        "vehicles": 2015,
         "delay_by_arrival": [[25200.0, delay - 5], [25500.0, delay], [25800.0, delay + 5]],
         "queue_by_junction": qj if qj is not None else {"J1": queue, "J2": (queue or 0) * 2},
     }
@@ -63,8 +64,8 @@ def test_summarize_means_std_and_change(runs: list[dict]) -> None:
 def test_table_markdown_numbers(runs: list[dict]) -> None:
     md = table_markdown(runs)
     header = [c.strip() for c in md.splitlines()[0].strip("|").split("|")]
-    assert header == ["Policy", "Seeds", "Delay (s)", "Trip duration (s)", "Waiting (s)", "Stops (per veh)", "Queue (veh)",
-                      "Throughput (veh)", "Teleports", "Collisions", "Delay vs sumo-static"]
+    assert header == ["Policy", "Seeds", "Delay (s)", "Trip duration (s)", "Waiting (s)", "Stops (per veh)",
+                      "Queue (veh)", "Throughput (veh)", "Teleports", "Collisions", "Delay vs sumo-static"]
     rows = _rows(md)
     static, mp = rows["sumo-static"], rows["maxpressure"]
     assert static[1] == "2"

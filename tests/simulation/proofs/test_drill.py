@@ -3,16 +3,16 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
-from scenarios import REPO
 
+from simulation.experiments.catalog import REPO
 
 
 def test_drill_kill_engine_restart_kill_controller_keyless_publisher(tmp_path):
     out = tmp_path / "drill"
     r = subprocess.run(
         [sys.executable, "-m", "cli", "drill", "--out", str(out), "--speed", "2",
-         "--kill-engine", "60", "--restart-engine", "100", "--kill-controller", "170", "--rogue", "200", "--end", "260"],
+         "--kill-engine", "60", "--restart-engine", "100", "--kill-controller", "170", "--rogue", "200",
+         "--end", "260"],
         cwd=REPO, capture_output=True, text=True, timeout=900,
     )
     doc = json.loads((out / "drill.json").read_text())

@@ -1,10 +1,8 @@
 """A short soak (the full one is ``lintas soak --sequences 100000``)."""
 
-from pathlib import Path
 
+from simulation.experiments.catalog import DEMO
 from simulation.proofs.soak import soak, soak_junctions
-from scenarios import DEMO
-
 
 
 def test_short_soak_is_safe_and_exercises_every_path():

@@ -15,11 +15,10 @@ import msgspec
 import pytest
 from typer.testing import CliRunner
 
-from engine.protocol.junction import JunctionSpec
 from cli import app
+from engine.protocol.junction import JunctionSpec
+from simulation.experiments.catalog import DEMO, REPO, RESCO_DIR
 from simulation.proofs.tlscheck import CLASSES, TlsCheckError, check_tls_states, read_statistics
-from scenarios import DEMO, REPO, RESCO_DIR
-
 
 # links 0, 1: north-south; 2, 3: east-west; every NS link conflicts with every EW link
 SPEC = JunctionSpec(
@@ -84,7 +83,7 @@ def only(rep, cls: str) -> int:
 @pytest.mark.parametrize("on_change", [False, True])
 def test_clean_cycle_has_no_violation(tmp_path, on_change):
     rep = check(tmp_path, *CLEAN, on_change=on_change)
-    assert rep.ok and rep.violations == 0 and rep.counts == {c: 0 for c in CLASSES}
+    assert rep.ok and rep.violations == 0 and rep.counts == dict.fromkeys(CLASSES, 0)
     assert rep.mode == ("on-change" if on_change else "every-step")
     # on change, the record ends one step after the last switch (SUMO writes nothing after it)
     assert rep.tls_checked == ["J"] and rep.begin == 0 and rep.end == (29 if on_change else 38)
@@ -96,7 +95,8 @@ def test_clean_cycle_has_no_violation(tmp_path, on_change):
 def test_conflicting_greens_counted_per_step(tmp_path):
     rep = check(tmp_path, ("GGrr", 10), ("GGGr", 2), ("yyyr", 3), ("rrrr", 2))
     # link 2 also turned yellow with conflicting yellows (3 steps) after a 2 s green
-    assert rep.counts == {**{c: 0 for c in CLASSES}, "conflict_green": 2, "conflict_green_yellow": 3, "short_green": 1}
+    assert rep.counts == {**dict.fromkeys(CLASSES, 0), "conflict_green": 2, "conflict_green_yellow": 3,
+                          "short_green": 1}
     ex = rep.examples["conflict_green"][0]
     assert ex["time"] == 10 and ex["tls"] == "J" and ex["states"] == ["GGGr"]
     assert (0, 2) in ex["pairs"] and (1, 2) in ex["pairs"] and (0, 1) not in ex["pairs"]
@@ -238,7 +238,7 @@ def closed_loop_states(tmp_path: Path, scenario: Path, *args: str) -> tuple[Path
 
 def assert_safe(states: Path, stats: Path, scenario: Path, seconds: float) -> None:
     rep = check_tls_states(states, scenario, statistics_xml=stats)
-    assert rep.counts == {c: 0 for c in CLASSES}, "\n".join(rep.summary_lines())
+    assert rep.counts == dict.fromkeys(CLASSES, 0), "\n".join(rep.summary_lines())
     assert rep.collisions == 0 and rep.ok
     assert rep.mode == "every-step" and rep.end - rep.begin == seconds and not rep.tls_not_in_file
     # the run did switch: greens and yellows were shown

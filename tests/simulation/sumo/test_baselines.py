@@ -41,7 +41,7 @@ def test_write_sumo_program(tmp_path: Path, kind: str, resco_dir: Path) -> None:
 
 def test_write_sumo_program_from_a_gzipped_net(tmp_path: Path) -> None:
     """Published scenarios often ship ``.net.xml.gz``: the program is written from it all the same."""
-    from scenarios import DEMO
+    from simulation.experiments.catalog import DEMO
 
     net = load_scenario(DEMO).net_file
     gz = tmp_path / "demo.net.xml.gz"

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 
-from scenarios import DEMO, REPO
+from simulation.experiments.catalog import DEMO, REPO
 
 SCRIPT = textwrap.dedent("""
     import sys
@@ -50,7 +50,8 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_loops_count_each_vehicle_once_and_see_the_first_waiting_vehicle(tmp_path):
-    r = subprocess.run([sys.executable, "-c", SCRIPT, str(DEMO), str(tmp_path)], capture_output=True, text=True, check=False,
+    r = subprocess.run([sys.executable, "-c", SCRIPT, str(DEMO), str(tmp_path)], capture_output=True, text=True,
+                       check=False,
                        timeout=600, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
     total_seen, total_counted, wrong, standing = map(int, r.stdout.split())

@@ -420,34 +420,34 @@ def test_net_without_traffic_lights(tmp_path):
     out = tmp_path / "plain.net.xml"
     subprocess.run([_netgenerate(), "--grid", "--grid.number", "2", "-o", str(out)], check=True,
                    capture_output=True, timeout=120)
-    with pytest.raises(ScenarioError, match="plain.net.xml.*no traffic lights"):
+    with pytest.raises(ScenarioError, match=r"plain.net.xml.*no traffic lights"):
         compile_network(out)
 
 
 # ------------------------------------------------------------------------------------------------
 # scenario errors
 def test_scenario_errors(tmp_path, resco_dir):
-    with pytest.raises(ScenarioError, match="does not exist"):
+    with pytest.raises(ScenarioError, match=r"does not exist"):
         load_scenario(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ScenarioError, match="empty.*no .sumocfg"):
+    with pytest.raises(ScenarioError, match=r"empty.*no .sumocfg"):
         load_scenario(tmp_path / "empty")
     (tmp_path / "x.txt").write_text("hi")
-    with pytest.raises(ScenarioError, match="x.txt.*not a scenario"):
+    with pytest.raises(ScenarioError, match=r"x.txt.*not a scenario"):
         load_scenario(tmp_path / "x.txt")
     two = tmp_path / "two"
     two.mkdir()
     (two / "a.sumocfg").write_text("<configuration/>")
     (two / "b.sumocfg").write_text("<configuration/>")
-    with pytest.raises(ScenarioError, match="several"):
+    with pytest.raises(ScenarioError, match=r"several"):
         load_scenario(two)
-    with pytest.raises(ScenarioError, match="a.sumocfg.*net-file"):
+    with pytest.raises(ScenarioError, match=r"a.sumocfg.*net-file"):
         load_scenario(two / "a.sumocfg")
     miss = tmp_path / "miss"
     miss.mkdir()
     (miss / "m.sumocfg").write_text(
         '<configuration><input><net-file value="m.net.xml"/></input></configuration>')
-    with pytest.raises(ScenarioError, match="m.net.xml"):
+    with pytest.raises(ScenarioError, match=r"m.net.xml"):
         load_scenario(miss)
 
 
@@ -461,7 +461,8 @@ def test_scenario_defaults_and_lists(tmp_path, resco_dir):
         f'<route-files value="{src / "ingolstadt1.rou.xml"}, r2.rou.xml"/></input></configuration>')
     sc = load_scenario(d / "sc.sumocfg")
     assert sc.name == "sc" and sc.begin == 0.0 and sc.end == 3600.0
-    assert [p.resolve() for p in sc.route_files] == [(src / "ingolstadt1.rou.xml").resolve(), (d / "r2.rou.xml").resolve()]
+    assert [p.resolve() for p in sc.route_files] == [(src / "ingolstadt1.rou.xml").resolve(),
+                                                     (d / "r2.rou.xml").resolve()]
 
 
 def test_route_with_missing_edge(tmp_path, resco_dir):
