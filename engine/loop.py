@@ -90,7 +90,7 @@ class Engine:
         self.target = np.full(n_j, -1, dtype=np.int32)
         self.rng = seed_rng(seed, n_j)
         self.pnet = policy_net(network)
-        self.fusion = Fusion(network)  # sensor fusion with detector health (engine/fusion.py)
+        self.fusion = Fusion(network)  # sensor fusion with detector health (engine/fusion/)
         self.commands_sent = 0
         self.ticks_done = 0
         self.stopped = False

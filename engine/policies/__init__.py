@@ -14,7 +14,7 @@ Usage::
 Interface, array dtypes and the rules every policy follows: ``engine/policies/base.py``.
 Registered policies (``POLICIES``): ``fixed``, ``actuated``, ``maxpressure``, ``random``, ``adaptive``.
 
-``adaptive`` reads the extra fields of :class:`FusedObservations` (``engine/fusion.py``) and writes
+``adaptive`` reads the extra fields of :class:`FusedObservations` (``engine/fusion/``) and writes
 its plan into that object's plan arrays; given plain :class:`Observations` it runs with no predicted
 arrivals, no waits and unlimited space (and discards its plan). The adapter below keeps the common
 signature; the numba kernel itself is ``kernels.adaptive_core``.

@@ -134,7 +134,7 @@ class Observations(NamedTuple):
 
 
 class FusedObservations(NamedTuple):
-    """A superset of :class:`Observations` from sensor fusion (``engine/fusion.py``): the first four
+    """A superset of :class:`Observations` from sensor fusion (``engine/fusion/``): the first four
     fields have the same meaning, so every policy accepts it; the adaptive policy reads the rest.
 
     rate       float64[n_lanes]         arrival rate, veh/s

@@ -1,14 +1,16 @@
-"""Sensor fusion (engine/fusion.py): estimates from synthetic detector streams, health states, degradation."""
+"""Sensor fusion (engine/fusion/): estimates from synthetic detector streams, health states, degradation."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 
-from engine.protocol import messages as m
 from engine.fusion import DEAD, OK, STALE, STUCK, Fusion
 from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE, Network
 from engine.policies import FusedObservations
+from engine.protocol import messages as m
 
 N_LANES = 2
 ADV = 40.0
@@ -300,7 +302,9 @@ def test_stale_then_dead_then_recovers():
 
 
 def test_stuck_loop_detected_and_not_used():
-    stuck = lambda d, t: (0, 0.7, 0) if (d == "lintas_adv_L0" and t >= 100) else None
+    def stuck(d, t):
+        return (0, 0.7, 0) if (d == "lintas_adv_L0" and t >= 100) else None
+
     f, _obs, err = run(500, override=stuck)
     assert health_of(f, "lintas_adv_L0") == STUCK
     assert health_of(f, "lintas_adv_L1") == OK and f.health_summary()["stuck"] == 1
@@ -308,14 +312,18 @@ def test_stuck_loop_detected_and_not_used():
 
 
 def test_loop_that_never_counts_while_the_camera_sees_traffic_is_dead():
-    zero = lambda d, t: (0, 0.0, 0) if d == "lintas_sl_L0" else None
+    def zero(d, t):
+        return (0, 0.0, 0) if d == "lintas_sl_L0" else None
+
     f, _obs, _ = run(400, override=zero)
     assert health_of(f, "lintas_sl_L0") == DEAD
     assert health_of(f, "lintas_sl_L1") == OK
 
 
 def test_stuck_camera_falls_back_to_loops():
-    frozen = lambda d, t: (6, 0.45, 4) if (d == "lintas_cam_L0" and t >= 100) else None
+    def frozen(d, t):
+        return (6, 0.45, 4) if (d == "lintas_cam_L0" and t >= 100) else None
+
     f, _obs, _err = run(900, override=frozen)
     assert health_of(f, "lintas_cam_L0") == STUCK
     assert health_of(f, "lintas_cam_L1") == OK
@@ -489,3 +497,30 @@ def test_lane_without_sensors_borrows_its_neighbours_queue():
             assert obs.rate[1] == pytest.approx(obs.rate[0])
             assert np.allclose(obs.profile[1], obs.profile[0])
     assert f.health_summary()["lanes_without_data"] == 0
+
+
+def test_the_policies_read_fusions_own_arrays_and_the_layout_is_static():
+    """observations() hands the policies fusion's output arrays themselves, the same object every tick (the
+    adaptive kernel writes its plan into them and fusion reads it back); the layout is read-only."""
+    f = Fusion(small_net())
+    obs = f.observations(0.0)
+    assert obs is f.observations(1.0)
+    assert obs.queue is f.out.queue and obs.profile is f.out.profile
+    assert obs.plan_rem is f.plan_rem and obs.plan_next is f.out.plan_next and obs.mov_flow is f.mov_flow
+    with pytest.raises(ValueError):
+        f.layout.capacity[0] = 1.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        f.layout.horizon = 30  # type: ignore[misc]
+
+
+def test_a_network_without_detectors_calls_every_lane():
+    net = small_net()
+    net.det_ids, net.det_index = [], {}
+    net.det_lane, net.det_kind = np.zeros(0, np.int32), np.zeros(0, np.int8)
+    net.det_pos, net.det_length = np.zeros(0), np.zeros(0)
+    f = Fusion(net)
+    for t in range(5):
+        f.update(m.DetectorBatch(source="test", time=float(t), readings=[m.DetectorReading("lintas_sl_L0", 1, 0.3)]))
+    obs = f.observations(4.0)
+    assert (obs.queue == 1.0).all() and (obs.wait == 0.0).all()
+    assert f.unknown == 5 and f.health_summary()["lanes_without_data"] == N_LANES

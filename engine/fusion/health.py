@@ -1,0 +1,96 @@
+"""Detector health from each detector's own data (docs/fusion.md, 'Health, per detector, from its own data')."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.fusion.config import DEAD, HEALTH_NAMES, OK, STALE, STUCK, FusionConfig
+from engine.fusion.layout import FusionLayout
+from engine.fusion.state import LaneState, SensorState
+from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE
+
+KINDS = (DET_STOPLINE, DET_ADVANCE, DET_AREA)
+
+
+def assess_health(layout: FusionLayout, cfg: FusionConfig, sensors: SensorState, lanes: LaneState, t: float) -> None:
+    """Stale, dead (silent, or blind to what the lane's other sensors see), stuck (a frozen reading) or ok."""
+    c = cfg
+    n_d = sensors.count.shape[0]
+    if n_d == 0:
+        return
+    s = sensors
+    fresh = s.fresh
+    s.last_seen[fresh] = t
+    s.first_seen[fresh] = np.minimum(s.first_seen[fresh], t)
+    cur = np.stack([s.count, s.occ, s.halt], axis=1)
+    changed = fresh & ~np.all(cur == s.prev, axis=1)
+    s.last_change[changed] = t
+    s.prev[fresh] = cur[fresh]
+    others, self_saw = _events(layout, sensors, lanes)
+    # a loop covered by a standing vehicle legitimately counts nothing
+    covered = layout.is_loop & fresh & (s.occ >= 0.5)
+    s.other_events = np.where(self_saw, 0.0, np.where(covered, s.other_events, s.other_events + others))
+    s.events_since_change = np.where(changed, 0.0, s.events_since_change + others)
+    h = np.zeros(n_d, dtype=np.int8)
+    age = t - s.last_seen
+    const_for = t - s.last_change
+    nonzero = (s.count > 0) | (s.occ > 0) | (s.halt > 0)
+    stuck = nonzero & (
+        ((const_for >= c.stuck_after) & (s.events_since_change >= c.dead_events))
+        | (const_for >= c.stuck_alone_after)
+    )
+    dead_silent = s.other_events >= c.dead_events + layout.storage
+    h[dead_silent] = DEAD
+    h[stuck] = STUCK
+    h[age > c.stale_after] = STALE
+    h[age > c.dead_after] = DEAD
+    s.health = h
+
+
+def _events(layout: FusionLayout, sensors: SensorState, lanes: LaneState) -> tuple[np.ndarray, np.ndarray]:
+    """Per detector: the most vehicles any other sensor of its lane saw this tick (every vehicle passes each
+    sensor of its lane), and whether it saw traffic itself. Seen: loop crossings, camera departures."""
+    s, lane, cam = sensors, layout.det_lane, layout.cam
+    fresh = s.fresh
+    has_cam = cam >= 0
+    seen = np.where(layout.is_loop & fresh, s.count, 0.0)
+    if has_cam.any():
+        cd = cam[has_cam]
+        cv = s.count[cd]
+        dep = np.where(lanes.cam_prev_valid[has_cam] & fresh[cd], np.maximum(lanes.cam_prev[has_cam] - cv, 0.0), 0.0)
+        seen[cd] = dep
+    n_l = layout.n_lanes
+    ev = np.zeros((3, n_l))
+    for k in KINDS:
+        sel = layout.kind_sel[k]
+        ev[k] = np.bincount(lane[sel], weights=seen[sel], minlength=n_l)
+    others = np.zeros(s.count.shape[0])
+    for k in KINDS:
+        sel = layout.kind_sel[k]
+        rest = [kk for kk in KINDS if kk != k]
+        others[sel] = np.maximum(ev[rest[0]], ev[rest[1]])[lane[sel]]
+    self_saw = seen > 0
+    # a camera that shows vehicles in its zone sees traffic even when none leaves it
+    self_saw |= (~layout.is_loop) & fresh & (s.count > 0) & (s.occ > 0)
+    return others, self_saw
+
+
+def usable(sensors: SensorState, det: np.ndarray) -> np.ndarray:
+    """Per lane: the lane's detector ``det`` exists, is healthy and reported this tick."""
+    have = det >= 0
+    out = np.zeros(det.shape[0], dtype=np.bool_)
+    if have.any():
+        d = det[have]
+        out[have] = (sensors.health[d] == OK) & sensors.fresh[d]
+    return out
+
+
+def health_summary(layout: FusionLayout, sensors: SensorState, known: np.ndarray) -> dict[str, int | dict[str, int]]:
+    """Detector counts per health state, overall and per kind, and the lanes with no usable sensor."""
+    health = sensors.health
+    out: dict[str, int | dict[str, int]] = {name: int(np.sum(health == k)) for k, name in enumerate(HEALTH_NAMES)}
+    for kind, kname in ((DET_STOPLINE, "stopline"), (DET_ADVANCE, "advance"), (DET_AREA, "area")):
+        sel = layout.kind_sel[kind]
+        out[kname] = {name: int(np.sum(health[sel] == k)) for k, name in enumerate(HEALTH_NAMES)}
+    out["lanes_without_data"] = int(np.sum(known == 0))
+    return out
