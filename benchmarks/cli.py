@@ -53,16 +53,16 @@ def bench_loop(
              "Example: lintas bench quality --seeds 5")
 def bench_quality(
     map_: Annotated[list[Path] | None, typer.Option("--map", help="Scenario; repeat (default: RESCO maps + "
-                                                     "demo)")] = None,
+                                                                  "demo)")] = None,
     seeds: Annotated[int, typer.Option(min=1)] = 5,
     policy: Annotated[list[str] | None, typer.Option("--policy", "-p")] = None,
     failures: Annotated[bool, typer.Option(help="Also run the sensor-failure table")] = True,
     out: Annotated[Path, typer.Option()] = Path("benchmarks/results"),
     jobs: Annotated[int, typer.Option(min=1)] = JOBS,
     other_seeds: Annotated[int | None, typer.Option(min=1, help="Seeds for fixed, actuated, maxpressure "
-                                                   "(default: --seeds)")] = None,
+                                                                "(default: --seeds)")] = None,
     failure_seeds: Annotated[int | None, typer.Option(min=0, help="Seeds per sensor failure "
-                                                     "(default: --seeds)")] = None,
+                                                                  "(default: --seeds)")] = None,
     resume: Annotated[bool, typer.Option(help="Reuse the finished runs kept under OUT/work/runs.json")] = False,
 ) -> None:
     from benchmarks import quality

@@ -16,7 +16,6 @@ from engine.protocol.service import CLOCKS, CommandError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="One intersection controller.")
 
 
-
 @app.command(help="Run one intersection controller. Example: lintas controller out/junctions/J1.json "
              "--bus-in tcp://127.0.0.1:5555 --bus-out tcp://127.0.0.1:5556 --commands tcp://127.0.0.1:5557")
 def controller(
@@ -27,12 +26,13 @@ def controller(
     lockstep: Annotated[bool, typer.Option(help="Clock from the runner's ticks, waiting for the engine")] = True,
     lockstep_wait: Annotated[float, typer.Option()] = 2.0,
     clock: Annotated[str, typer.Option(help="bus: ticks from the simulation runner; wall: the wall clock")] = "bus",
-    keys: Annotated[Path | None, typer.Option("--keys", help="Key directory (lintas keys DIR): uses the pair named "
-                                                 "after the junction id, else the 'controller' pair")] = None,
+    keys: Annotated[Path | None, typer.Option("--keys", help="Key directory (lintas keys DIR): uses the pair "
+                                                             "named after the junction id, else the 'controller' "
+                                                             "pair")] = None,
     metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics on "
-                                                        "http://127.0.0.1:PORT/metrics")] = None,
+                                                                            "http://127.0.0.1:PORT/metrics")] = None,
     plan: Annotated[Path | None, typer.Option("--plan", help="Time-of-day local plan (TOML) to run when the "
-                                                 "engine is silent (default: the net's program)")] = None,
+                                                             "engine is silent (default: the net's program)")] = None,
 ) -> None:
     import zmq
 

@@ -37,10 +37,12 @@ NETWORK_FROM_SCENARIO = "network_from_scenario"
              "Example: lintas keys /etc/lintas/keys --name engine --name bus --name field --name J1 --operator budi")
 def keys(
     directory: Annotated[Path, typer.Argument(help="Key directory (created, mode 0700)")],
-    name: Annotated[list[str] | None, typer.Option("--name", "-n", help="Key pair name; repeat. Default: engine, "
-                                                    "bus, field, operator; controllers use their junction id")] = None,
-    operator: Annotated[list[str] | None, typer.Option("--operator", help="An operator's key pair (also listed "
-                                                          "in DIR/operators/, for lintas reset); repeat")] = None,
+    name: Annotated[list[str] | None, typer.Option("--name", "-n", help="Key pair name; repeat. Default: "
+                                                                        "engine, bus, field, operator; controllers "
+                                                                        "use their junction id")] = None,
+    operator: Annotated[list[str] | None, typer.Option("--operator", help="An operator's key pair (also "
+                                                                          "listed in DIR/operators/, for lintas "
+                                                                          "reset); repeat")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace existing pairs")] = False,
 ) -> None:
     from engine.protocol.security import DEFAULT_NAMES, SecurityError, create_keys, public_file, secret_file
@@ -110,9 +112,10 @@ def _network(ctx: typer.Context, scenario: Path | None, network: Path | None):
 def engine(
     ctx: typer.Context,
     scenario: Annotated[Path | None, typer.Argument(help=".sumocfg or folder: compile the network from it "
-                                                       "(needs SUMO); or use --network")] = None,
+                                                         "(needs SUMO); or use --network")] = None,
     network: Annotated[Path | None, typer.Option("--network", help="Compiled network (network.json from "
-                                                    "lintas compile): the engine starts without SUMO")] = None,
+                                                                   "lintas compile): the engine starts without "
+                                                                   "SUMO")] = None,
     policy: Annotated[str, typer.Option("--policy", "-p")] = "maxpressure",
     bus_in: Annotated[str, typer.Option()] = "tcp://127.0.0.1:5555",
     bus_out: Annotated[str, typer.Option()] = "tcp://127.0.0.1:5556",
@@ -123,8 +126,8 @@ def engine(
     keys: KeysOpt = None,
     metrics_port: MetricsOpt = None,
     operator_endpoint: Annotated[str | None, typer.Option(help="Serve operators' fault resets (lintas reset) "
-                                                             "here; default with --keys: tcp://127.0.0.1:5558, "
-                                                             "without: off. 'off' turns it off")] = None,
+                                                               "here; default with --keys: tcp://127.0.0.1:5558, "
+                                                               "without: off. 'off' turns it off")] = None,
 ) -> None:
     import zmq
 
@@ -165,10 +168,11 @@ def engine(
              "no answer. Example: lintas reset A1 --operator budi --keys /etc/lintas/keys")
 def reset(
     junction: Annotated[str, typer.Argument(help="Junction (traffic light) id")],
-    operator: Annotated[str, typer.Option("--operator", help="Who asks (logged by the engine and the controller); "
-                                          "with --keys, the key pair of that name if it exists, else 'operator'")],
+    operator: Annotated[str, typer.Option("--operator", help="Who asks (logged by the engine and the "
+                                                             "controller); with --keys, the key pair of that name "
+                                                             "if it exists, else 'operator'")],
     keys: Annotated[Path | None, typer.Option("--keys", help="Key directory holding your operator key pair and "
-                                                 "engine.key; required for tcp://")] = None,
+                                                             "engine.key; required for tcp://")] = None,
     endpoint: Annotated[str, typer.Option(help="The engine's --operator-endpoint")] = "tcp://127.0.0.1:5558",
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the answer")] = 10.0,
 ) -> None:

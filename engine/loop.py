@@ -167,9 +167,9 @@ class Engine:
         self.mode[j] = st.mode
         if st.mode != Mode.FAILSAFE and j in self._pending:
             for req, who, _deadline in self._pending.pop(j):
-                self._answer(req, st.junction, who, ResetResult.OK, f"fault of {st.junction} cleared; its controller "
-                             f"runs the "
-                             f"local plan and returns to engine control at a phase boundary")
+                self._answer(req, st.junction, who, ResetResult.OK,
+                             f"fault of {st.junction} cleared; its controller runs the local plan and returns to "
+                             f"engine control at a phase boundary")
 
     def _ready(self, t: float) -> bool:
         if not self.lockstep:

@@ -76,18 +76,18 @@ def simulate(
     sumo_arg: Annotated[list[str], typer.Option("--sumo-arg", help="Passed to SUMO unchanged; repeat")] = [],  # noqa: B006
     end: Annotated[float | None, typer.Option(help="Stop at this simulation time (s)")] = None,
     controllers: Annotated[str, typer.Option(help="inprocess | process (one lintas controller per "
-                                             "junction)")] = "inprocess",
+                                                  "junction)")] = "inprocess",
     jobs: Annotated[int, typer.Option(min=1, help="Runs in parallel")] = JOBS,
     traci: Annotated[bool, typer.Option("--traci", help="Connect over TraCI instead of libsumo")] = False,
     gui: Annotated[bool, typer.Option("--gui", help="Use sumo-gui (implies --traci)")] = False,
     work_dir: Annotated[Path | None, typer.Option(help="Where run outputs go (default: the report dir or "
-                                                  "./lintas-runs)")] = None,
+                                                       "./lintas-runs)")] = None,
     param: Annotated[list[str], typer.Option("--param", help="Policy parameter NAME=VALUE; repeat")] = [],  # noqa: B006
     fail_detectors: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of detectors dead from the "
-                                                  "start (seeded random choice)")] = 0.0,
+                                                                         "start (seeded random choice)")] = 0.0,
     dead: Annotated[str | None, typer.Option(help="cameras | loops: every detector of that kind dead")] = None,
     local_plan: Annotated[Path | None, typer.Option(help="Time-of-day plan (TOML) the controllers run when the "
-                                                       "engine is silent (default: the net's program)")] = None,
+                                                         "engine is silent (default: the net's program)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     from simulation.experiments.batch import RequestError, parse_params, simulate_runs
@@ -219,7 +219,7 @@ def drill(
              "Example: lintas soak --sequences 100000")
 def soak(
     scenario: Annotated[list[Path] | None, typer.Argument(help="Scenarios whose junctions to use (default: the "
-                                                          "demo city and the RESCO maps if present)")] = None,
+                                                               "demo city and the RESCO maps if present)")] = None,
     sequences: Annotated[int, typer.Option(min=1)] = 100_000,
     seed: Annotated[int, typer.Option()] = 1,
     json_file: Annotated[Path | None, typer.Option("--json")] = None,
