@@ -18,6 +18,7 @@ from simulation.sumo.files import open_xml
 
 __all__ = ["Scenario", "ScenarioError", "check_routes", "load_scenario", "net_edge_ids", "parse_sumo_time"]
 
+CONFIG_ROOTS = ("configuration", "sumoConfiguration")  # what people write, and what `sumo -C` writes
 DEFAULT_BEGIN = 0.0
 DEFAULT_END = 3600.0
 
@@ -107,8 +108,9 @@ def load_scenario(path: str | Path, *, check: bool = True) -> Scenario:
         root = ET.parse(cfg).getroot()
     except ET.ParseError as exc:
         raise ScenarioError(f"{cfg}: not a valid sumocfg XML file ({exc})") from None
-    if root.tag != "configuration":
-        raise ScenarioError(f"{cfg}: not a SUMO configuration (root element <{root.tag}>)")
+    if root.tag not in CONFIG_ROOTS:
+        raise ScenarioError(f"{cfg}: not a SUMO configuration (root element <{root.tag}>, expected "
+                            f"<{'> or <'.join(CONFIG_ROOTS)}>)")
 
     values: dict[str, str] = {}
     for el in root.iter():
