@@ -57,6 +57,8 @@ COMMANDS: dict[str, Entry] = {
     "soak": Entry("simulation.cli", "soak", "Soak the controllers: random command sequences, garbage bytes, wrong "
                   "junctions, huge and negative numbers, on every junction of the given scenarios; the shown "
                   "signals are checked independently."),
+    "zoo": Entry("simulation.cli", "zoo", "Write the scenario zoo: small SUMO scenarios made by SUMO's own tools, "
+                 "varying what real scenarios vary."),
     "bench": Entry("benchmarks.cli", None, "Benchmarks (figures and ratios measured side by side; JSON under "
                    "benchmarks/results/)."),
 }

@@ -2,10 +2,15 @@
 
 It shares no code with the timer (controllers/timing.py). It keeps, per link, what was shown and
 for how long, and rejects a state that would
-- show two conflicting links (the junction's conflict matrix) green or yellow together,
+- show two links active (green ``G g``, yellow ``y Y``, off ``o O``) together that conflict
+  (``spec.conflicts``) while neither gives way to the other: a link gives way when it shows a minor
+  letter (``g y o``) and yields to the other (``spec.yields``, the junction's right of way);
 - end a link's yellow before ``yellow_min``,
 - take a link from green straight to red (no yellow),
-- end a link's green before ``min_green``.
+- end a link's green before ``min_green``,
+- take a link from yellow straight back to green, unless the previous state and this one are a pair
+  the net's own program shows (``spec.net_yellow_to_green``).
+This is the compatibility rule of ``engine/protocol/junction.py`` and docs/safety.md.
 On a violation it latches: ``check`` returns False for this and every later state until ``reset``.
 """
 
@@ -19,6 +24,8 @@ from engine.protocol.junction import JunctionSpec
 
 _GREEN = frozenset("Gg")
 _YELLOW = frozenset("yY")
+_ACTIVE = frozenset("GgyYoO")
+_MINOR = frozenset("gyo")  # a link showing one of these gives way to the links it yields to
 _EPS = 1e-6
 
 
@@ -33,6 +40,8 @@ class ConflictMonitor:
 
     def __post_init__(self) -> None:
         self._conf = self.spec.conflict_matrix()
+        self._yields = self.spec.yield_matrix()
+        self._net_y2g = {(a, b) for a, b in self.spec.net_yellow_to_green}
         n = self.spec.n_links
         self._prev = ["r"] * n
         self._run = [1e9] * n  # seconds the current letter of each link has been shown
@@ -51,29 +60,38 @@ class ConflictMonitor:
         return self._transition_violation(state)
 
     def _conflict(self, state: str) -> str:
-        """'' when no two conflicting links are active (green or yellow) together."""
-        active = np.fromiter((c in _GREEN or c in _YELLOW for c in state), dtype=np.bool_, count=len(state))
+        """'' when no two conflicting links are active together with neither giving way."""
+        active = np.fromiter((c in _ACTIVE for c in state), dtype=np.bool_, count=len(state))
         if active.any():
             idx = np.flatnonzero(active)
             sub = self._conf[np.ix_(idx, idx)]
             if sub.any():
-                a, b = np.argwhere(sub)[0]
-                return f"conflicting links {idx[a]} and {idx[b]} both active in {state!r}"
+                minor = np.fromiter((state[i] in _MINOR for i in idx), dtype=np.bool_, count=len(idx))
+                gives_way = minor[:, None] & self._yields[np.ix_(idx, idx)]  # [a, b]: a gives way to b
+                bad = sub & ~gives_way & ~gives_way.T
+                if bad.any():
+                    a, b = np.argwhere(bad)[0]
+                    return f"conflicting links {idx[a]} and {idx[b]} both active in {state!r}"
         return ""
 
     def _transition_violation(self, state: str) -> str | None:
+        net_pair: bool | None = None  # whether (previous state, state) is one of the net's own pairs
         for i, (old, new) in enumerate(zip(self._prev, state)):
-            if old == new or (old in _GREEN and new in _GREEN):
+            if old == new or (old in _GREEN and new in _GREEN) or (old in _YELLOW and new in _YELLOW):
                 continue
             run = self._run[i]
             if old in _GREEN and new not in _YELLOW:
                 return f"link {i} from green to {new!r} without yellow"
             if old in _GREEN and run + _EPS < self.min_green:
                 return f"link {i} green ended after {run:g} s < minimum {self.min_green:g} s"
+            if old in _YELLOW and new in _GREEN:
+                if net_pair is None:
+                    net_pair = bool(self._net_y2g) and ("".join(self._prev), state) in self._net_y2g
+                if net_pair:  # the net's own program goes on to green here: no clearance, no fault
+                    continue
+                return f"link {i} from yellow back to green"
             if old in _YELLOW and run + _EPS < self.yellow_min:
                 return f"link {i} yellow cut to {run:g} s < {self.yellow_min:g} s"
-            if old in _YELLOW and new in _GREEN:
-                return f"link {i} from yellow back to green"
         return None
 
     def check(self, state: str) -> bool:
@@ -90,7 +108,7 @@ class ConflictMonitor:
     def shown(self, state: str, dt: float) -> None:
         """Record that ``state`` was shown for ``dt`` seconds."""
         for i, (old, new) in enumerate(zip(self._prev, state)):
-            same = old == new or (old in _GREEN and new in _GREEN)
+            same = old == new or (old in _GREEN and new in _GREEN) or (old in _YELLOW and new in _YELLOW)
             self._run[i] = self._run[i] + dt if same else dt
         self._prev = list(state)
 

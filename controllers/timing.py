@@ -5,7 +5,9 @@ Green, yellow and all-red are timed here and nowhere else. Engine commands only 
 full, and ends a green at its maximum on its own.
 
 Transitions: between a green phase and the phase the net's program serves after it, the net's own
-intermediate states are shown (stretched so that yellow lasts at least ``yellow_min``). Any other
+intermediate states are shown, changed only where they would break a rule and never shorter
+(:func:`net_transition`: links green in both phases stay green, no yellow back to green, a yellow where
+the net goes from green straight to red, every link's yellow at least ``yellow_min``). Any other
 transition is built from the two phases: links green now and not green in the target turn yellow,
 links green in both keep their letter, all others are red; then all-red for at least
 ``allred_out_of_order``, extended while vehicles of the cleared links are still inside the junction
@@ -16,18 +18,21 @@ In a yellow built here, a link that was ``G`` (priority) shows ``Y``, not ``y``:
 letter is a link without priority, so ``G`` -> ``y`` takes the priority away from through vehicles
 still crossing the junction, and a permissive movement merging with them (``g`` -> ``y``) stops
 yielding and drives into them (cologne1, docs/safety.md). ``g`` links show ``y``. The net's own
-intermediate states are shown as the net has them.
+intermediate states keep the net's letters (a yellow inserted into them follows the same rule).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from engine.protocol.junction import JunctionSpec
 from engine.protocol.messages import Interval
 
 GREEN_CHARS = frozenset("Gg")
+YELLOW_CHARS = frozenset("yY")
+ACTIVE_CHARS = GREEN_CHARS | YELLOW_CHARS
+_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -52,21 +57,9 @@ def transition_segments(spec: JunctionSpec, k: int, target: int, cfg: TimingConf
     cur = spec.green_states[k]
     nxt = spec.green_states[target]
     if target == spec.net_next[k] and spec.net_transitions[k]:
-        segs: list[Segment] = []
-        for state, dur in spec.net_transitions[k]:
-            state = _keep_common_greens(state, cur, nxt)
-            kind = Interval.YELLOW if ("y" in state or "Y" in state) else Interval.ALLRED
-            segs.append(Segment(state, float(dur), kind))
-        yel = sum(s.duration for s in segs if s.kind == Interval.YELLOW)
-        if yel < cfg.yellow_min:
-            idx = max((i for i, s in enumerate(segs) if s.kind == Interval.YELLOW), default=None)
-            if idx is None:
-                segs.insert(0, Segment(_yellow_state(cur, nxt), cfg.yellow_min, Interval.YELLOW))
-            else:
-                s = segs[idx]
-                segs[idx] = Segment(s.state, s.duration + cfg.yellow_min - yel, Interval.YELLOW)
-        if not any(s.kind == Interval.YELLOW for s in segs) and _needs_yellow(cur, nxt):
-            segs.insert(0, Segment(_yellow_state(cur, nxt), max(cfg.yellow_min, spec.yellow[k]), Interval.YELLOW))
+        states, _changes = net_order_transition(spec, k, cfg)
+        segs = [Segment(st, d, Interval.YELLOW if any(c in YELLOW_CHARS for c in st) else Interval.ALLRED)
+                for st, d in states]
         return [s for s in segs if s.duration > 0]
     yellow = max(cfg.yellow_min, spec.yellow[k])
     allred = max(spec.allred[k], cfg.allred_out_of_order)
@@ -77,10 +70,115 @@ def transition_segments(spec: JunctionSpec, k: int, target: int, cfg: TimingConf
     return segs
 
 
-def _keep_common_greens(state: str, cur: str, nxt: str) -> str:
-    """A link green in both phases stays green through the net's intermediate states (some nets show
-    it yellow there, and yellow back to green is not allowed)."""
-    return "".join(c if (c in GREEN_CHARS and n in GREEN_CHARS) else s for s, c, n in zip(state, cur, nxt))
+def net_order_transition(spec: JunctionSpec, k: int, cfg: TimingConfig) -> tuple[list[tuple[str, float]], list[dict]]:
+    """The net's own transition from green phase ``k`` to ``net_next[k]`` as the timer shows it, and what it
+    lengthened (:func:`net_transition`; a yellow inserted where the net has none at all lasts the junction's
+    yellow)."""
+    trans = spec.net_transitions[k]
+    inserted = cfg.yellow_min
+    if not any(c in YELLOW_CHARS for state, _ in trans for c in state):
+        inserted = max(cfg.yellow_min, spec.yellow[k])
+    return net_transition(spec.green_states[k], trans, spec.green_states[spec.net_next[k]], cfg,
+                          conflicts=spec.conflicts or None, inserted_yellow=inserted)
+
+
+def net_transition(
+    cur: str,
+    states: Sequence[tuple[str, float]],
+    nxt: str,
+    cfg: TimingConfig,
+    *,
+    conflicts: Sequence[str] | None = None,
+    inserted_yellow: float | None = None,
+) -> tuple[list[tuple[str, float]], list[dict]]:
+    """The states shown between green ``cur`` and green ``nxt`` in the net's order: the net's own
+    intermediate ``states`` ((state, seconds), at least one), made to keep Lintas' rules for every link.
+    Lintas never relaxes a minimum: it changes a letter where the net's would break a rule, and lengthens
+    an interval where the net's is too short. Returns the states with their durations, and the changes
+    that lengthened something (``{"what": "yellow" | "green", "links": [...], "net": s, "shown": s}``).
+
+    1. A link green in ``cur`` and in ``nxt`` stays green throughout, with its letter in ``cur`` (some nets
+       show it yellow or red in between), unless the net shows it red or red+yellow in a state where a
+       link it conflicts with (``conflicts``) is active: there it keeps the net's letter.
+    2. No yellow straight back to green: a yellow run followed by green shows the green before it when
+       there was one (the green goes on), and red+yellow ``u`` otherwise (the net's red-amber written as
+       ``y``).
+    3. No green straight to red: where a link goes from green to a letter that is neither green nor
+       yellow, a state is inserted before the change: the state before it with those links yellow (``G``
+       shows ``Y``, ``g`` shows ``y``), lasting ``inserted_yellow`` (default ``cfg.yellow_min``).
+    4. Every yellow run of a link lasts at least ``cfg.yellow_min``, and every green run that begins and
+       ends inside the transition at least ``cfg.min_green``: the last state of a short run is
+       lengthened by what is missing (which only lengthens the other links' runs in that state).
+    """
+    n = len(cur)
+    ins_yellow = cfg.yellow_min if inserted_yellow is None else inserted_yellow
+    seq = [[list(st), float(d), float(d)] for st, d in states]  # letters, duration shown, the net's duration
+    common = [i for i in range(n) if cur[i] in GREEN_CHARS and nxt[i] in GREEN_CHARS]
+    conf = [[c == "1" for c in row] for row in conflicts] if conflicts else None
+    # 1. links green in both phases stay green
+    for letters, _d, _o in seq:
+        active = [j for j, c in enumerate(letters) if c in ACTIVE_CHARS]
+        for i in common:
+            if letters[i] in ACTIVE_CHARS or conf is None or not any(conf[i][j] for j in active):
+                letters[i] = cur[i]
+    # 2. no yellow back to green
+    for i in range(n):
+        col = [cur[i]] + [s[0][i] for s in seq] + [nxt[i]]
+        p = 1
+        while p <= len(seq):
+            if col[p] not in YELLOW_CHARS:
+                p += 1
+                continue
+            q = p
+            while q + 1 <= len(seq) and col[q + 1] in YELLOW_CHARS:
+                q += 1
+            if col[q + 1] in GREEN_CHARS:
+                fill = col[p - 1] if col[p - 1] in GREEN_CHARS else "u"
+                for x in range(p, q + 1):
+                    seq[x - 1][0][i] = fill
+            p = q + 1
+    # 3. a yellow where the net goes from green straight to red
+    b = 0
+    while b <= len(seq):
+        before = list(cur) if b == 0 else seq[b - 1][0]
+        after = list(nxt) if b == len(seq) else seq[b][0]
+        cleared = [i for i in range(n) if before[i] in GREEN_CHARS and after[i] not in GREEN_CHARS
+                   and after[i] not in YELLOW_CHARS]
+        if cleared:
+            seq.insert(b, [[(_yellow_of(c) if i in cleared else c) for i, c in enumerate(before)], ins_yellow, 0.0])
+            b += 1  # the inserted state and the one after it differ only in the cleared links
+        b += 1
+    # 4. yellow and green runs long enough
+    runs: list[tuple[str, int, int, int]] = []  # (kind, link, first, last) as indices into seq
+    for i in range(n):
+        col = [cur[i]] + [s[0][i] for s in seq] + [nxt[i]]
+        p = 1
+        while p <= len(seq):
+            kind = "yellow" if col[p] in YELLOW_CHARS else "green" if col[p] in GREEN_CHARS else ""
+            if not kind or (kind == "green" and col[p - 1] in GREEN_CHARS):  # cur's green goes on
+                p += 1
+                continue
+            chars = YELLOW_CHARS if kind == "yellow" else GREEN_CHARS
+            q = p
+            while q + 1 <= len(seq) and col[q + 1] in chars:
+                q += 1
+            if kind == "yellow" or col[q + 1] not in GREEN_CHARS:  # a green going on into nxt is nxt's green
+                runs.append((kind, i, p - 1, q - 1))
+            p = q + 1
+    for kind, _i, first, last in runs:
+        need = cfg.yellow_min if kind == "yellow" else cfg.min_green
+        got = sum(seq[x][1] for x in range(first, last + 1))
+        if got + _EPS < need:
+            seq[last][1] += need - got
+    grouped: dict[tuple[str, float, float], list[int]] = {}
+    for kind, i, first, last in runs:
+        net = sum(seq[x][2] for x in range(first, last + 1))
+        shown = sum(seq[x][1] for x in range(first, last + 1))
+        if shown > net + _EPS:
+            grouped.setdefault((kind, round(net, 6), round(shown, 6)), []).append(i)
+    changes = [{"what": kind, "links": links, "net": net, "shown": shown}
+               for (kind, net, shown), links in grouped.items()]
+    return [("".join(letters), d) for letters, d, _o in seq], changes
 
 
 def _yellow_of(c: str) -> str:

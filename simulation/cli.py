@@ -1,4 +1,5 @@
-"""Simulation's commands: ``lintas simulate``, ``demo``, ``compile``, ``check-tls``, ``drill`` and ``soak``.
+"""Simulation's commands: ``lintas simulate``, ``demo``, ``compile``, ``check-tls``, ``drill``, ``soak`` and
+``zoo``.
 
 Only typer is imported here; each command imports what it runs. The work itself lives in the library
 (``simulation/experiments/``, ``simulation/proofs/``, ``simulation/sumo/``): a command checks its
@@ -24,13 +25,16 @@ JOBS = max(1, min(2, os.cpu_count() or 1))
 
 
 def _check(scenario: Path, policies: list[str], transport: str = "inproc", controllers: str = "inprocess",
-           local_plan: Path | None = None, dead: str | None = None):
+           local_plan: Path | None = None, dead: str | None = None, end: float | None = None,
+           sumo_args: list[str] | None = None):
     """check_request, its errors as one-line command errors."""
     from simulation.experiments.batch import RequestError, check_request
     from simulation.sumo.scenario import ScenarioError
 
     try:
-        return check_request(scenario, policies, transport, controllers, local_plan, dead)[0]
+        scn, _net, compiled = check_request(scenario, policies, transport, controllers, local_plan, dead, end,
+                                            sumo_args)
+        return scn, compiled
     except (RequestError, ScenarioError) as exc:
         raise CommandError(str(exc)) from None
 
@@ -39,15 +43,22 @@ def _err(message: str) -> None:
     typer.echo(f"lintas: {message}", err=True)
 
 
-def _finish(scenario_name: str, runs: list[dict], json_file: Path | None, report_dir: Path | None) -> None:
+#: exit code of simulate/demo when a run finished with a latched fault or a collision (results are written)
+EXIT_UNSAFE = 3
+
+
+def _finish(scenario_name: str, runs: list[dict], json_file: Path | None, report_dir: Path | None,
+            compiled=None, gui_only: list[str] | None = None) -> bool:
+    """Print the table, the scenario's notes and the problems, write the JSON and the report; True when a run
+    had a latched fault or a collision."""
     from rich.console import Console
 
     from simulation.experiments.batch import runs_document
-    from simulation.experiments.report import format_table, write_report
+    from simulation.experiments.report import format_table, problems, scenario_notes, write_report
 
     if not runs:
         _err("no run finished")
-        return
+        return False
     console = Console()
     if not console.is_terminal:  # files and pipes get the whole table, not an 80-column squeeze
         console = Console(width=200)
@@ -57,15 +68,22 @@ def _finish(scenario_name: str, runs: list[dict], json_file: Path | None, report
         json_file.write_text(json.dumps(runs_document(scenario_name, runs), indent=2))
         typer.echo(f"wrote {json_file}")
     if report_dir is not None:
-        paths = write_report(scenario_name, runs, report_dir)
+        paths = write_report(scenario_name, runs, report_dir, compiled=compiled, gui_only=gui_only or ())
         typer.echo(f"wrote {paths.get('markdown', report_dir)} and {paths.get('html', '')}")
+    for line in scenario_notes(compiled, gui_only or ()):
+        _err(f"note: {line.split(' (listed below)')[0]}")
+    for line in problems(runs):
+        _err(line)
+    return any((r.get("faults") or 0) > 0 or (r.get("collisions") or 0) > 0 for r in runs)
 
 
 PolicyOpt = Annotated[list[str], typer.Option("--policy", "-p", help="Policy to run; repeat for several.")]
 
 
 @app.command(help="Run SUMO closed-loop comparisons. Example: lintas simulate ../shared/scenarios/resco/cologne1 "
-             "-p sumo-static -p fixed -p maxpressure --seeds 3 --json out/c1.json --report out/c1")
+             "-p sumo-static -p fixed -p maxpressure --seeds 3 --json out/c1.json --report out/c1. Exit codes: 0 "
+             "every run finished clean, 1 a run failed, 2 bad input, 3 a run had a latched fault or a collision "
+             "(the results are written all the same), 130 interrupted.")
 def simulate(
     scenario: Annotated[Path, typer.Argument(help=".sumocfg file or a folder holding one")],
     policy: PolicyOpt = ["maxpressure"],  # noqa: B006
@@ -88,11 +106,14 @@ def simulate(
     dead: Annotated[str | None, typer.Option(help="cameras | loops: every detector of that kind dead")] = None,
     local_plan: Annotated[Path | None, typer.Option(help="Time-of-day plan (TOML) the controllers run when the "
                                                          "engine is silent (default: the net's program)")] = None,
+    save_tls_states: Annotated[bool, typer.Option("--save-tls-states", help="SUMO records what every light "
+                                                  "showed, every step, in each run's folder "
+                                                  "(tls_states.xml, for lintas check-tls)")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     from simulation.experiments.batch import RequestError, parse_params, simulate_runs
 
-    scn = _check(scenario, policy, transport, controllers, local_plan, dead)
+    scn, compiled = _check(scenario, policy, transport, controllers, local_plan, dead, end, sumo_arg)
     try:
         params = parse_params(param, policy)
     except RequestError as exc:
@@ -102,15 +123,18 @@ def simulate(
         scenario, policy, seeds, transport=transport, out_dir=out.resolve(), sumo_args=sumo_arg, end=end,
         controllers=controllers, jobs=1 if (gui or traci) else jobs, traci=traci or gui, gui=gui, quiet=quiet,
         params=params, fail_detectors=fail_detectors, dead=dead,
-        local_plan=local_plan.resolve() if local_plan is not None else None, on_error=_err,
+        local_plan=local_plan.resolve() if local_plan is not None else None, save_tls_states=save_tls_states,
+        on_error=_err,
     )
     if interrupted:
         _err("interrupted; keeping the finished runs")
-    _finish(scn.name, runs, json_file, report)
+    unsafe = _finish(scn.name, runs, json_file, report, compiled, scn.gui_only)
     if interrupted:
         raise typer.Exit(130)
     if len(runs) < len(policy) * seeds:
         raise typer.Exit(1)
+    if unsafe:
+        raise typer.Exit(EXIT_UNSAFE)
 
 
 @app.command(help="The main job: closed-loop comparison on the shipped demo city (Bunda Kota). "
@@ -125,13 +149,17 @@ def demo(
     from simulation.experiments.policies import COMPARISON
 
     policies = policy or list(COMPARISON)
-    scn = _check(DEMO, policies)
+    scn, compiled = _check(DEMO, policies)
     runs, interrupted = simulate_runs(DEMO, policies, seeds, out_dir=report.resolve(), jobs=jobs, on_error=_err)
     if interrupted:
         _err("interrupted; keeping the finished runs")
-    _finish(scn.name, runs, report / "runs.json", report)
+    unsafe = _finish(scn.name, runs, report / "runs.json", report, compiled)
     if interrupted:
         raise typer.Exit(130)
+    if len(runs) < len(policies) * seeds:
+        raise typer.Exit(1)
+    if unsafe:
+        raise typer.Exit(EXIT_UNSAFE)
 
 
 @app.command(name="compile", help="Compile a scenario's traffic lights into the engine's arrays and junction specs. "
@@ -243,4 +271,49 @@ def soak(
     if json_file is not None:
         json_file.write_text(json.dumps(dataclasses.asdict(res), indent=2))
     if res.violations or res.faults_latched:
+        raise typer.Exit(1)
+
+
+@app.command(help="Write the scenario zoo: small SUMO scenarios made by SUMO's own tools, varying what real "
+             "scenarios vary. With --check, run every policy on every zoo scenario and on SUMO's tools/game "
+             "scenarios for a short span and check each run from SUMO's own record (conflicting greens, yellows "
+             "under 3 s, latched faults, collisions, the end reached, fixed against sumo-static); exits 1 on any "
+             "problem. Example: lintas zoo --out out/zoo --check")
+def zoo(
+    out: Annotated[Path, typer.Option(help="Folder of the zoo (one folder per scenario)")] = Path("lintas-zoo"),
+    seed: Annotated[int, typer.Option(help="Seed of the random net and the demand")] = 1,
+    check: Annotated[bool, typer.Option("--check", help="Run every policy on every scenario and check the "
+                                                         "runs")] = False,
+    game: Annotated[bool, typer.Option("--game/--no-game", help="With --check: SUMO's tools/game scenarios "
+                                                                 "too")] = True,
+    policy: Annotated[list[str] | None, typer.Option("--policy", "-p", help="With --check: only these "
+                                                                             "policies")] = None,
+    span: Annotated[float, typer.Option(min=1.0, help="With --check: simulated seconds of each run")] = 300.0,
+    work_dir: Annotated[Path | None, typer.Option(help="With --check: where the runs go "
+                                                       "(default: OUT/check)")] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Scenarios written / runs in parallel")] = JOBS,
+) -> None:
+    from simulation.experiments.policies import ALL_POLICIES
+    from simulation.proofs import zoo as zoo_lib
+    from simulation.proofs import zoocheck
+
+    for p in policy or []:
+        if p not in ALL_POLICIES:
+            raise CommandError(f"--policy: unknown policy '{p}' (choose from: {', '.join(ALL_POLICIES)})")
+    try:
+        scenarios = zoo_lib.generate_zoo(out, seed=seed, jobs=jobs)
+    except zoo_lib.ZooError as exc:
+        raise CommandError(str(exc)) from None
+    for z in scenarios:
+        typer.echo(f"{z.name}: {z.tls} signals, {z.vehicles} trips/flows, step {z.step_length:g} s, "
+                   f"{'fixed = sumo-static' if z.static_reference else 'no static reference'}; {', '.join(z.varies)}")
+    typer.echo(f"wrote {len(scenarios)} scenarios to {out}")
+    if not check:
+        return
+    results = zoocheck.check_zoo(scenarios, (work_dir or out / "check").resolve(),
+                                 policies=policy or list(ALL_POLICIES), span=span, jobs=jobs, game=game,
+                                 on_result=lambda r: typer.echo(r.line()))
+    for line in zoocheck.problem_table(results):
+        typer.echo(line)
+    if any(r.problems for r in results):
         raise typer.Exit(1)

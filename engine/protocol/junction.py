@@ -28,12 +28,24 @@ class JunctionSpec(msgspec.Struct, frozen=True):
     yellow[k]: yellow after green phase k (s, >= 3 s), from the net where its yellow is longer.
     allred[k]: all-red after that yellow (s), from the net or configured.
     net_transitions[k]: the net's own intermediate states (state, duration) between k and net_next[k].
-    conflicts: n_links strings of '0'/'1'; conflicts[a][b] == '1' when links a and b must never be
-    green or yellow together.
+    conflicts: n_links strings of '0'/'1'; conflicts[a][b] == '1' when links a and b are foes (their paths
+    cross or merge) that no state of the net's own program shows active (green or yellow) together.
+    yields: n_links strings of '0'/'1'; yields[a][b] == '1' when link a, showing a minor letter (``g``,
+    ``y``, ``o``), waits for link b's vehicles (the junction's right of way: SUMO's response matrix). Empty
+    in specs compiled before it existed: then no link yields.
+    net_yellow_to_green: the consecutive states (before, after) of the net's own program in which a link
+    goes straight from yellow to green (empty when it never does).
     link_in_lane / link_out_lane / link_via: lane ids per link ('' where none, e.g. crossings).
     start_phase: green phase the junction starts in; start_offset: seconds already spent in it.
     program_greens[i]: for phase i of the net's program (SUMO's phase index, yellows included), the
-    green phase it shows, or -1 for a yellow / all-red phase (empty in specs compiled before it existed).
+    green phase it shows (or is a slice of: consecutive program phases with the same green links are one
+    green phase), or -1 for a yellow / all-red phase (empty in specs compiled before it existed).
+
+    The compatibility rule (the conflict monitor and tlscheck both judge by it; docs/safety.md):
+    links a and b may be active (``G g y Y o O``) in the same state unless ``conflicts[a][b] == '1'`` and
+    neither gives way to the other; a gives way to b when it shows a minor letter (``g y o``) and
+    ``yields[a][b] == '1'``. A link going from yellow (``y Y``) straight to green (``G g``) between two
+    consecutive states is a violation unless the two states are a pair of ``net_yellow_to_green``.
     """
 
     id: str
@@ -53,6 +65,8 @@ class JunctionSpec(msgspec.Struct, frozen=True):
     start_phase: int = 0
     start_offset: float = 0.0
     program_greens: list[int] = []
+    yields: list[str] = []
+    net_yellow_to_green: list[tuple[str, str]] = []
 
     @property
     def n_phases(self) -> int:
@@ -60,6 +74,14 @@ class JunctionSpec(msgspec.Struct, frozen=True):
 
     def conflict_matrix(self) -> np.ndarray:
         return np.array([[c == "1" for c in row] for row in self.conflicts], dtype=np.bool_).reshape(
+            self.n_links, self.n_links
+        )
+
+    def yield_matrix(self) -> np.ndarray:
+        """``yields`` as booleans (all False where the spec has none)."""
+        if not self.yields:
+            return np.zeros((self.n_links, self.n_links), dtype=np.bool_)
+        return np.array([[c == "1" for c in row] for row in self.yields], dtype=np.bool_).reshape(
             self.n_links, self.n_links
         )
 

@@ -18,7 +18,8 @@ from engine.network import Network
 from engine.protocol.bus import TRANSPORTS
 from simulation.experiments.policies import ALL_POLICIES, LINTAS_POLICIES
 from simulation.experiments.runner import CONTROLLER_MODES, EXTRA_KEYS, RUN_KEYS, RunSpec
-from simulation.sumo.netcompile import compile_network
+from simulation.sumo.netcompile import CompileReport, compile_network
+from simulation.sumo.options import check_user_args
 from simulation.sumo.scenario import Scenario, load_scenario
 from simulation.sumo.tools import sumo_version
 
@@ -33,9 +34,12 @@ class RequestError(ValueError):
 
 
 def check_request(scenario: Path, policies: list[str], transport: str = "inproc", controllers: str = "inprocess",
-                  local_plan: Path | None = None, dead: str | None = None) -> tuple[Scenario, Network]:
-    """The scenario and its compiled network, once every option is known to be valid: before any run starts,
-    so a typo costs nothing. :class:`RequestError` (options) or :class:`ScenarioError` (files) otherwise."""
+                  local_plan: Path | None = None, dead: str | None = None, end: float | None = None,
+                  sumo_args: list[str] | None = None) -> tuple[Scenario, Network, CompileReport]:
+    """The scenario, its compiled network and what compiling it noticed (the report shows that), once every
+    option is known to be valid: before any run starts, so a typo costs nothing. :class:`RequestError`
+    (options) or :class:`ScenarioError` (files) otherwise."""
+    check_user_args(sumo_args or [])
     for p in policies:
         if p not in ALL_POLICIES:
             raise RequestError(f"--policy: unknown policy '{p}' (choose from: {', '.join(ALL_POLICIES)})")
@@ -48,7 +52,14 @@ def check_request(scenario: Path, policies: list[str], transport: str = "inproc"
     if dead not in (None, *DEAD_KINDS):
         raise RequestError(f"--dead: unknown kind '{dead}' (choose from: {', '.join(DEAD_KINDS)})")
     scn = load_scenario(scenario)
-    net = compile_network(scn)  # a net without traffic lights fails here, before any run
+    if scn.tls_all_off:
+        raise RequestError(f"{scn.sumocfg}: option 'tls.all-off' switches every traffic light off, so there is no "
+                           f"signal to control or to compare with; remove it from the configuration to run")
+    if end is not None and end <= scn.begin:
+        raise RequestError(f"--end {end:g} is not after the scenario's begin ({scn.begin:g} s, "
+                           f"{_clock(scn.begin)}): --end is a simulation time, not a duration")
+    rep = CompileReport()
+    net = compile_network(scn, report=rep)  # a net without traffic lights fails here, before any run
     if local_plan is not None:
         from controllers.localplan import PlanError, load_plan
 
@@ -56,7 +67,12 @@ def check_request(scenario: Path, policies: list[str], transport: str = "inproc"
             load_plan(local_plan).check_network(net.junctions)
         except PlanError as exc:
             raise RequestError(str(exc)) from None
-    return scn, net
+    return scn, net, rep
+
+
+def _clock(t: float) -> str:
+    t = int(t)
+    return f"{t // 3600}:{t % 3600 // 60:02d}:{t % 60:02d}"
 
 
 def parse_params(items: list[str], policies: list[str]) -> dict[str, float]:
@@ -96,15 +112,21 @@ def _worker_init() -> None:
 
 
 def _run_job(spec: RunSpec, q) -> dict:
-    from simulation.experiments.runner import run_one
+    from simulation.experiments.runner import RunError, run_one
 
     key = f"{spec.policy}/seed{spec.seed}"
 
     def progress(done: float, total: float) -> None:
         q.put((key, done, total))
 
-    rec = run_one(spec, progress)
-    q.put((key, -1, 0))
+    try:
+        rec = run_one(spec, progress)
+    except RunError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever it was, the parent must get it (libsumo's cannot be pickled)
+        raise RunError(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        q.put((key, -1, 0))
     return rec
 
 
@@ -126,6 +148,7 @@ def simulate_runs(
     fail_detectors: float = 0.0,
     dead: str | None = None,
     local_plan: Path | None = None,
+    save_tls_states: bool = False,
     on_error=None,
 ) -> tuple[list[dict], bool]:
     """Run every policy x seed; returns (finished runs, interrupted). ``on_error(message)`` hears of each run
@@ -135,7 +158,7 @@ def simulate_runs(
     specs = [
         RunSpec(scenario, p, s, out_dir, transport=transport, controllers=controllers, sumo_args=list(sumo_args or []),
                 end=end, use_traci=traci, gui=gui, params=params_for(p, params), fail_detectors=fail_detectors,
-                dead=dead, local_plan=local_plan)
+                dead=dead, local_plan=local_plan, save_tls_states=save_tls_states)
         for p in policies
         for s in range(1, seeds + 1)
     ]

@@ -84,6 +84,30 @@ _VEHICLE_TAGS = {"vehicle", "trip"}
 _NONNUMERIC_DEPART = {"triggered", "containerTriggered", "split"}
 
 
+def _is_random_flow(attrs: Mapping[str, str]) -> bool:
+    """A flow whose departures SUMO draws at run time: ``probability=`` or a random ``period="exp(...)"``."""
+    if "probability" in attrs:
+        return True
+    period = attrs.get("period", "").strip()
+    if not period:
+        return False
+    try:
+        parse_sumo_time(period)
+    except ValueError:
+        return True
+    return False
+
+
+def random_demand(route_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> bool:
+    """True when a route file has a random flow (its vehicles are known only once SUMO has generated them)."""
+    for path in _route_file_list(route_files):
+        with open_xml(path) as fh:
+            for _event, elem in ET.iterparse(fh, events=("start",)):
+                if elem.tag == "flow" and _is_random_flow(elem.attrib):
+                    return True
+    return False
+
+
 def _flow_departures(attrs: Mapping[str, str], begin: float, end: float) -> list[float]:
     """Departure times of one deterministic ``<flow>``, reproducing SUMO's expansion.
 
@@ -158,6 +182,7 @@ def scheduled_departures(
     end: float,
     *,
     drop_unsorted: bool = True,
+    random_flows: bool = False,
 ) -> dict[str, float]:
     """Vehicle id -> scheduled depart (s) for every vehicle of ``route_files`` departing in [begin, end).
 
@@ -173,6 +198,9 @@ def scheduled_departures(
     inside one file, an element whose depart precedes the latest depart loaded so far is ignored
     (SUMO warns "Route file should be sorted by departure time, ignoring ..."). Pass ``False`` for
     runs with ``--route-steps -1``.
+
+    ``random_flows``: leave random flows out instead of raising; their vehicles are then taken from the run's
+    own tripinfo (``compute_metrics(..., unscheduled=True)`` with ``--tripinfo-output.write-undeparted``).
     """
     out: dict[str, float] = {}
     for path in _route_file_list(route_files):
@@ -209,6 +237,8 @@ def scheduled_departures(
                     if f_begin >= end:
                         continue
                     fid = attrs["id"]
+                    if random_flows and _is_random_flow(attrs):
+                        continue
                     # SUMO numbers a flow's vehicles from its first one at or after `begin`
                     # (vehicles of a flow that began earlier are skipped, not numbered)
                     inside = [t for t in _flow_departures(attrs, begin, end) if t >= begin]
@@ -284,6 +314,20 @@ def _iter_tripinfos(tripinfo_xml: str | os.PathLike[str]) -> Iterable[dict[str, 
                 elem.clear()
 
 
+def _unscheduled_departures(tripinfo_xml: str | os.PathLike[str], scheduled: Mapping[str, float],
+                            end: float) -> dict[str, float]:
+    """Scheduled departs of the tripinfo entries not in ``scheduled`` (vehicles of random flows)."""
+    out: dict[str, float] = {}
+    for ti in _iter_tripinfos(tripinfo_xml):
+        vid = ti.get("id", "")
+        if vid in scheduled:
+            continue
+        dep = float(ti.get("depart", "-1"))
+        dd = float(ti.get("departDelay", "0"))
+        out[vid] = dep - dd if dep >= 0 else end - dd
+    return out
+
+
 def compute_metrics(
     tripinfo_xml: str | os.PathLike[str],
     statistics_xml: str | os.PathLike[str] | None,
@@ -295,6 +339,7 @@ def compute_metrics(
     begin: float | None = None,
     bin_s: float = DELAY_BIN_S,
     sample_times: Sequence[float] | np.ndarray | None = None,
+    unscheduled: bool = False,
 ) -> RunMetrics:
     """The RESCO metric and companions for one run.
 
@@ -317,7 +362,14 @@ def compute_metrics(
     ``trip_duration_s`` is the mean ``duration`` of arrived vehicles, ``waiting_s`` the mean
     ``waitingTime`` of departed ones, ``stops_per_veh`` their mean ``waitingCount`` (the number of times a
     vehicle came to a halt), ``throughput_veh`` the number that arrived.
+
+    ``unscheduled``: the demand has random flows, so ``scheduled`` lacks their vehicles; every tripinfo entry of
+    a vehicle not in it counts too, scheduled at ``depart - departDelay`` (SUMO writes the ones it generated
+    but never inserted when run with ``--tripinfo-output.write-undeparted``: depart -1, departDelay = end -
+    scheduled depart).
     """
+    if unscheduled:
+        scheduled = {**scheduled, **_unscheduled_departures(tripinfo_xml, scheduled, end)}
     ids = list(scheduled)
     n = len(ids)
     index = {vid: i for i, vid in enumerate(ids)}

@@ -21,12 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulation.sumo.tools import sumo_version
+
 __all__ = [
     "COLUMNS",
+    "TROUBLE_KEYS",
     "PolicySummary",
     "Summary",
     "format_table",
+    "problems",
     "resolve_baseline",
+    "scenario_notes",
     "summarize",
     "table_markdown",
     "table_rows",
@@ -43,10 +48,15 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("throughput_veh", "Throughput (veh)", 1),
     ("teleports", "Teleports", 1),
     ("collisions", "Collisions", 1),
+    ("never_inserted", "Never inserted", 1),
+    ("faults", "Faults", 1),
 )
 
+#: columns where anything above zero is a problem the reader must see (red in the HTML, listed under Problems)
+TROUBLE_KEYS = ("teleports", "collisions", "never_inserted", "faults")
+
 _FALLBACK_BASELINES = ("sumo-static", "fixed")
-_COUNT_KEYS = frozenset({"throughput_veh", "teleports", "collisions"})
+_COUNT_KEYS = frozenset({"throughput_veh", "teleports", "collisions", "never_inserted", "faults"})
 _DASH = "–"
 
 
@@ -358,19 +368,98 @@ th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: ta
 tr:nth-child(even) td { background: #fafafa; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 .note { color: #555; font-size: 0.9em; }
+td.bad, li.bad { color: #a40000; font-weight: 600; } td.bad { background: #fde2e2; }
 code { background: #f4f4f4; padding: 0 0.2em; }
 """
 
 
+def _above_zero(cell: str) -> bool:
+    try:
+        return float(cell.split(" ", 1)[0]) > 0
+    except ValueError:
+        return False
+
+
 def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """An HTML table; a problem column's cell above zero is red."""
+    trouble = {title for key, title, _d in COLUMNS if key in TROUBLE_KEYS}
     out = ["<table>", "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead>",
            "<tbody>"]
     for row in rows:
-        cells = [f"<td>{html.escape(c)}</td>" if i == 0 else f'<td class="num">{html.escape(c)}</td>'
-                 for i, c in enumerate(row)]
+        cells = []
+        for i, c in enumerate(row):
+            cls = "" if i == 0 else ("num bad" if header[i] in trouble and _above_zero(c) else "num")
+            cells.append(f'<td class="{cls}">{html.escape(c)}</td>' if cls else f"<td>{html.escape(c)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+def scenario_notes(compiled: Any, gui_only: Sequence[str] = ()) -> list[str]:
+    """What the comparison's reader must know about the scenario (from the CompileReport of
+    ``simulation.sumo.netcompile``): programs SUMO actuates, WAUT switching, the intervals Lintas lengthened to
+    its minimums or cut to its maximum green; and the options only sumo-gui knows, left out of the runs."""
+    out: list[str] = []
+    if gui_only:
+        out.append(f"Options only sumo-gui knows are left out of the runs: {', '.join(gui_only)}.")
+    if compiled is None:
+        return out
+    types: dict[str, list[str]] = {}
+    for tls, kind in sorted(compiled.program_type.items()):
+        types.setdefault(kind or "static", []).append(tls)
+    moving = {k: v for k, v in types.items() if k != "static"}
+    if moving:
+        which = "; ".join(f"{len(v)} {k} ({', '.join(v[:5])}{', ...' if len(v) > 5 else ''})"
+                          for k, v in moving.items())
+        out.append(f"Programs that are not static: {which}. sumo-static runs SUMO's own actuation there; Lintas' "
+                   f"fixed runs their durations as a fixed-time plan, so fixed and sumo-static differ there by "
+                   f"design: compare fixed with sumo-static only where the programs are static.")
+    if compiled.waut:
+        out.append(f"WAUT program switching is not supported: {', '.join(sorted(compiled.waut))} are compiled "
+                   f"with the program in force at the scenario's begin; the SUMO baselines switch programs, "
+                   f"Lintas' policies do not.")
+    if compiled.lengthened:
+        kinds: dict[str, int] = {}
+        for c in compiled.lengthened:
+            kinds[c["what"]] = kinds.get(c["what"], 0) + 1
+        out.append(f"{len(compiled.lengthened)} intervals of the scenario's own programs are shorter than Lintas' "
+                   f"minimums ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}): Lintas shows them "
+                   f"longer, never shorter (listed below).")
+    if compiled.shortened:
+        out.append(f"{len(compiled.shortened)} greens of the scenario's programs are longer than Lintas' maximum "
+                   f"green: Lintas ends them at the maximum (listed below).")
+    return out
+
+
+def _changes_table(compiled: Any, limit: int = 200) -> tuple[list[str], list[list[str]]]:
+    header = ["Junction", "Interval", "Green phase", "Program phases", "Links", "Net (s)", "Shown (s)"]
+    rows = []
+    for c in [*compiled.lengthened, *compiled.shortened][:limit]:
+        phase = f"{c['phase']} -> {c['to_phase']}" if "to_phase" in c else str(c["phase"])
+        rows.append([str(c["junction"]), str(c["what"]), phase, ", ".join(map(str, c.get("program_phases", []))),
+                     ", ".join(map(str, c.get("links", []))) or "all", f"{c['net']:g}", f"{c['shown']:g}"])
+    return header, rows
+
+
+def problems(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per run and problem: a junction that latched a fault (and was left all red), collisions,
+    teleports, vehicles never inserted. Empty when every run was clean."""
+    out: list[str] = []
+    for r in runs:
+        who = f"{r.get('policy')} seed {r.get('seed')}"
+        for jid, t in sorted((r.get("fault_junctions") or {}).items(), key=lambda kv: (kv[1], kv[0])):
+            out.append(f"{who}: junction {jid} latched a fault at {float(t):g} s and showed all red from then on")
+        n = _num(r.get("faults"))
+        if n and not r.get("fault_junctions"):
+            out.append(f"{who}: {n:.0f} latched faults")
+        if _num(r.get("failsafe_s")):
+            out.append(f"{who}: {float(r['failsafe_s']):.0f} junction-seconds all red after a fault")
+        for key, what in (("collisions", "collisions"), ("teleports", "teleports"),
+                          ("never_inserted", "vehicles never inserted")):
+            n = _num(r.get(key))
+            if n:
+                out.append(f"{who}: {n:.0f} {what}")
+    return out
 
 
 def _per_run_rows(runs: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -417,12 +506,16 @@ def write_report(
     *,
     baseline_policy: str | None = "sumo-static",
     extra: dict | None = None,
+    compiled: Any = None,
+    gui_only: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Write report.md, report.html, delay_over_time.png, queue_per_junction.png, summary.json.
 
     Returns ``{"markdown", "html", "delay_over_time", "queue_per_junction", "summary"}`` -> path.
     The figures are always written (with a "no data" note when the runs lack the series).
     ``extra`` (e.g. SUMO version, command, commit) is listed under "Settings" and saved in the JSON.
+    ``compiled``: the scenario's CompileReport; its notes and the intervals Lintas changed are listed under
+    "Scenario".
     """
     if not runs:
         raise ValueError("no runs")
@@ -445,22 +538,35 @@ def write_report(
 
     vehicles = sorted({f"{p.vehicles:.0f}" for p in summary.policies if not math.isnan(p.vehicles)})
     seeds = sorted({str(s) for p in summary.policies for s in p.seeds})
+    steps = sorted({f"{float(r['step_length']):g} s" for r in runs if _num(r.get("step_length"))})
     facts = [
         ("Runs", str(len(runs))),
         ("Policies", ", ".join(order)),
         ("Seeds", ", ".join(seeds)),
         ("Vehicles scheduled", ", ".join(vehicles) if vehicles else _DASH),
         ("Baseline", summary.baseline or "none"),
+        ("SUMO", sumo_version()),
+        ("Step length", ", ".join(steps) if steps else _DASH),
     ]
+    trouble = problems(runs)
+    ok_line = "None: no latched fault, collision, teleport or vehicle left uninserted."
+    notes = scenario_notes(compiled, gui_only)
+    changes = _changes_table(compiled) if compiled is not None and (compiled.lengthened or compiled.shortened) else None
     settings = [(str(k), v if isinstance(v, str) else json.dumps(_jsonable(v))) for k, v in (extra or {}).items()]
 
     # Markdown
     md = [f"# {scenario_name}: signal control comparison", ""]
     md += [f"- **{k}:** {v}" for k, v in facts]
+    md += ["", "## Problems", ""] + ([f"- **{p}**" for p in trouble] or [ok_line])
     md += ["", "## Results", "", _markdown_table(header, rows), "", f"_{_METRIC_NOTE}_", ""]
     md += ["## Delay over time", "", "![Delay by arrival time](delay_over_time.png)", ""]
     md += ["## Queue per junction", "", "![Queue per junction](queue_per_junction.png)", ""]
     md += ["## Per-run results", "", _markdown_table(run_header, run_rows, right_from=2), ""]
+    if notes:
+        md += ["## Scenario", ""] + [f"- {n}" for n in notes] + [""]
+    if changes:
+        md += ["### Intervals Lintas shows differently from the scenario's programs", "",
+               _markdown_table(*changes, right_from=5), ""]
     if settings:
         md += ["## Settings", ""] + [f"- **{k}:** `{v}`" for k, v in settings] + [""]
     paths["markdown"].write_text("\n".join(md), encoding="utf-8")
@@ -469,10 +575,17 @@ def write_report(
     esc = html.escape
     body = [f"<h1>{esc(scenario_name)}: signal control comparison</h1>", "<ul>"]
     body += [f"<li><b>{esc(k)}:</b> {esc(v)}</li>" for k, v in facts]
-    body += ["</ul>", "<h2>Results</h2>", _html_table(header, rows), f'<p class="note">{esc(_METRIC_NOTE)}</p>']
+    body += ["</ul>", "<h2>Problems</h2>"]
+    body += (["<ul>", *(f'<li class="bad">{esc(p)}</li>' for p in trouble), "</ul>"] if trouble
+             else [f"<p>{esc(ok_line)}</p>"])
+    body += ["<h2>Results</h2>", _html_table(header, rows), f'<p class="note">{esc(_METRIC_NOTE)}</p>']
     body += ["<h2>Delay over time</h2>", '<img src="delay_over_time.png" alt="Delay by arrival time">']
     body += ["<h2>Queue per junction</h2>", '<img src="queue_per_junction.png" alt="Queue per junction">']
     body += ["<h2>Per-run results</h2>", _html_table(run_header, run_rows)]
+    if notes:
+        body += ["<h2>Scenario</h2>", "<ul>", *(f"<li>{esc(n)}</li>" for n in notes), "</ul>"]
+    if changes:
+        body += ["<h3>Intervals Lintas shows differently from the scenario's programs</h3>", _html_table(*changes)]
     if settings:
         body += ["<h2>Settings</h2>", "<ul>"]
         body += [f"<li><b>{esc(k)}:</b> <code>{esc(v)}</code></li>" for k, v in settings]
@@ -486,6 +599,8 @@ def write_report(
     data = {
         "scenario": scenario_name,
         "baseline": summary.baseline,
+        "problems": trouble,
+        "scenario_notes": notes,
         "policies": [
             {"policy": p.policy, "seeds": p.seeds, "mean": p.mean, "std": p.std, "count": p.count,
              "vehicles": p.vehicles, "delay_change_pct": p.delay_change_pct}

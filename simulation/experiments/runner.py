@@ -11,9 +11,12 @@ Baselines (``sumo-*``) let SUMO run the lights itself, with the same detectors a
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,25 +29,30 @@ from engine.network import Network
 from engine.protocol import bus
 from engine.protocol import messages as m
 from engine.protocol.junction import write_specs
-from engine.protocol.messages import TickPhase
+from engine.protocol.messages import Mode, TickPhase
 from simulation.experiments import metrics
 from simulation.experiments.policies import LINTAS_POLICIES, SUMO_POLICIES
 from simulation.sumo import baselines
-from simulation.sumo.field import SumoField, merge_additional
+from simulation.sumo.field import SumoField
 from simulation.sumo.netcompile import compile_for_run
+from simulation.sumo.options import sumo_command
 from simulation.sumo.outputs import sumo_output_args
-from simulation.sumo.scenario import load_scenario
+from simulation.sumo.scenario import config_for_sumo, load_scenario
 
 log = logging.getLogger("lintas.runner")
 
 CONTROLLER_MODES = ("inprocess", "process")
+TICK = 1.0  # s of simulated time per control tick, whatever SUMO's step length (SumoField.advance)
 
 
 RUN_KEYS = ("delay_s", "trip_duration_s", "waiting_s", "queue_veh", "throughput_veh", "teleports", "collisions",
             "vehicles", "never_inserted", "delay_max_s", "stops_per_veh")
 
-EXTRA_KEYS = ("wall_s", "transport", "dead_detectors", "co2_kg", "commands_sent", "commands_accepted",
-              "commands_refused", "faults", "fallbacks", "dropped_messages")
+EXTRA_KEYS = ("wall_s", "transport", "step_length", "dead_detectors", "co2_kg", "commands_sent",
+              "commands_accepted", "commands_refused", "faults", "fault_junctions", "failsafe_s", "fallbacks",
+              "dropped_messages", "random_demand")
+SUMO_LOG = "sumo.log"  # in each run's folder: what SUMO (and the run) wrote to stderr
+TLS_STATES = "tls_states.xml"  # in each run's folder with RunSpec.save_tls_states: SUMO's SaveTLSStates record
 
 
 class RunError(RuntimeError):
@@ -68,6 +76,7 @@ class RunSpec:
     fail_detectors: float = 0.0  # fraction of Lintas' detectors dead from the start (seeded choice)
     dead: str | None = None  # "cameras" or "loops": every detector of that kind dead
     local_plan: Path | None = None  # time-of-day local plan (TOML, controllers/localplan.py) for the controllers
+    save_tls_states: bool = False  # SUMO records every light's state every step in the run's TLS_STATES file
 
 
 def run_one(spec: RunSpec, progress=None) -> dict:
@@ -83,38 +92,50 @@ def run_one(spec: RunSpec, progress=None) -> dict:
         kind = baselines.BASELINES[spec.policy]
         if kind is not None:
             prog = run_dir / f"program-{kind}.add.xml"
-            baselines.write_sumo_program(scn.net_file, kind, prog)
+            baselines.write_sumo_program(scn.net_file, kind, prog, additional_files=scn.additional_files,
+                                         begin=scn.begin)
             extra.append(prog)
     elif spec.policy not in LINTAS_POLICIES:
         raise RunError(f"unknown policy '{spec.policy}'")
-    args = [
-        "-c", str(scn.sumocfg),
+    if spec.save_tls_states:  # SUMO's own record of what every light showed, for lintas check-tls
+        save = run_dir / "save_tls_states.add.xml"
+        save.write_text(f'<additional>\n    <timedEvent type="SaveTLSStates" dest="{run_dir / TLS_STATES}"/>\n'
+                        f'</additional>\n')
+        extra.append(save)
+    # random flows (probability=, period="exp(...)"): their vehicles are known only to the run, so SUMO writes
+    # the ones it loaded but never inserted too, and the metric counts them (metrics.compute_metrics)
+    random_demand = metrics.random_demand(scn.route_files)
+    defaults = [
+        "-c", str(config_for_sumo(scn, run_dir, gui=spec.gui)),
         "--seed", str(spec.seed),
         "--time-to-teleport", "-1",
         "--no-step-log", "true",
         "--no-warnings", "true",
         "--duration-log.disable", "true",
         "--end", f"{end:g}",
-        *sumo_output_args(run_dir),
+        *sumo_output_args(run_dir, write_undeparted=random_demand),
     ]
-    args = merge_additional([*args, *spec.sumo_args], extra)
+    args = sumo_command(defaults, spec.sumo_args, extra)
     field_ = SumoField(net, use_traci=spec.use_traci, gui=spec.gui, dead=dead_detectors(net, spec))
     wall0 = time.perf_counter()
-    try:
-        field_.start(args)
-        begin = field_.time()
-        if spec.policy in SUMO_POLICIES:
-            queue = _run_sumo_alone(field_, begin, end, progress)
-            loop_stats: dict = {}
-        else:
-            queue, loop_stats = _run_closed_loop(field_, net, spec, begin, end, progress)
-    finally:
-        field_.close()
+    with _sumo_messages(run_dir / SUMO_LOG):
+        try:
+            field_.start(args)
+            begin = field_.time()
+            step_length = field_.step_length
+            if spec.policy in SUMO_POLICIES:
+                queue = _run_sumo_alone(field_, begin, end, progress)
+                loop_stats: dict = {}
+            else:
+                queue, loop_stats = _run_closed_loop(field_, net, spec, begin, end, progress)
+        finally:
+            field_.close()
     wall = time.perf_counter() - wall0
-    sched = metrics.scheduled_departures(scn.route_files, scn.begin if spec.end is None else begin, end)
+    sched = metrics.scheduled_departures(scn.route_files, scn.begin if spec.end is None else begin, end,
+                                         random_flows=random_demand)
     res = metrics.compute_metrics(
         run_dir / "tripinfo.xml", run_dir / "statistics.xml", sched, end, queue,
-        junction_ids=[j.id for j in net.junctions]
+        junction_ids=[j.id for j in net.junctions], unscheduled=random_demand,
     )
     rec = {
         "policy": spec.policy,
@@ -122,6 +143,8 @@ def run_one(spec: RunSpec, progress=None) -> dict:
         **{k: getattr(res, k) for k in RUN_KEYS},
         "wall_s": round(wall, 3),
         "transport": spec.transport if spec.policy in LINTAS_POLICIES else None,
+        "step_length": step_length,
+        "random_demand": random_demand,
         "dead_detectors": len(field_.dead),
         "co2_kg": metrics.co2_total_kg(run_dir / "tripinfo.xml") if "--device.emissions.probability" in spec.sumo_args
         else None,
@@ -132,6 +155,31 @@ def run_one(spec: RunSpec, progress=None) -> dict:
     return rec
 
 
+@contextmanager
+def _sumo_messages(log_path: Path) -> Iterator[None]:
+    """SUMO writes its errors and warnings to the process's stderr: send them to the run's log, and turn a
+    failed run into a :class:`RunError` that quotes SUMO's own error lines (a libsumo
+    exception says only "Could not load configuration", and cannot even cross to the parent process)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log_path, "ab") as fh:
+        os.dup2(fh.fileno(), 2)
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line the user reads
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        errors = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.startswith("Error:")]
+        what = "; ".join(dict.fromkeys(errors)) or f"{type(exc).__name__}: {exc}"
+        if errors and str(exc) not in what:
+            what += f" ({exc})"
+        raise RunError(f"{what} [SUMO's messages: {log_path}]") from None
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _run_sumo_alone(field_: SumoField, begin: float, end: float, progress) -> list:
     import numpy as np
 
@@ -140,8 +188,7 @@ def _run_sumo_alone(field_: SumoField, begin: float, end: float, progress) -> li
     while t < end:
         field_.read(t)
         samples.append(field_.queues())
-        field_.step()
-        t += 1.0
+        t = field_.advance(t + TICK)
         if progress is not None and int(t - begin) % 60 == 0:
             progress(t - begin, end - begin)
     return np.array(samples)
@@ -172,6 +219,7 @@ class City:
         self.controllers: list[Controller] = []
         self.procs: list[subprocess.Popen] = []
         self.remote = spec.controllers == "process"
+        self.proc_junction = [j.id for j in net.junctions] if self.remote else []
         if self.remote:
             specs = write_specs(net.junctions, spec.out_dir / "compiled" / "junctions")
             for j in net.junctions:
@@ -191,6 +239,12 @@ class City:
             self.poller.register(s, zmq.POLLIN)
         self.states: dict[str, m.ControllerState] = {}
         self.engine_alive = False
+
+    def _check_processes(self) -> None:
+        """A controller process that exited is a failed run, said at once (its messages are in the run's log)."""
+        for p, jid in zip(self.procs, self.proc_junction):
+            if p.poll() is not None:
+                raise RunError(f"the controller process of junction {jid} exited with code {p.returncode}")
 
     def pump(self, timeout_ms: int = 0) -> None:
         progressed = self.engine.pump()
@@ -218,6 +272,7 @@ class City:
             have = [i for i in ids if i in self.states and self.states[i].time == t]
             if len(have) == len(ids) and self.engine_alive and all(self.engine.online):
                 return
+            self._check_processes()
             if time.monotonic() > deadline:
                 missing = sorted(set(ids) - set(have))
                 raise RunError(f"controllers did not answer within {timeout:.0f} s: {', '.join(missing[:5])}")
@@ -232,6 +287,8 @@ class City:
             done = sum(1 for s in self.states.values() if s.time >= t)
             if done >= need:
                 return self.states
+            if self.remote:
+                self._check_processes()
             if time.monotonic() > deadline:
                 late = [j.id for j in self.net.junctions if self.states.get(j.id) is None or self.states[j.id].time < t]
                 raise RunError(f"t={t:g}: no state from {', '.join(late[:5])} within {wait:g} s")
@@ -261,6 +318,10 @@ def _run_closed_loop(field_: SumoField, net: Network, spec: RunSpec, begin: floa
 
     city = City(net, spec, field_)
     samples = []
+    faults = 0
+    fault_at: dict[str, float] = {}  # junction -> when it first latched a fault (all red from then)
+    failsafe_s = 0.0  # junction-seconds shown all red after a latched fault
+    failsafe = {j.id: False for j in net.junctions}
     try:
         city.sync(begin - 1.0)
         t = begin
@@ -268,12 +329,19 @@ def _run_closed_loop(field_: SumoField, net: Network, spec: RunSpec, begin: floa
         while t < end:
             batch = field_.read(t)
             states = city.tick(t, step, batch, wait=max(30.0, 4 * spec.lockstep_wait))
+            for jid, st in states.items():
+                latched = st.mode == Mode.FAILSAFE
+                if latched and not failsafe[jid]:
+                    faults += 1
+                    fault_at.setdefault(jid, t)
+                    log.warning("%s seed %d: junction %s latched a fault at %g s", spec.policy, spec.seed, jid, t)
+                failsafe[jid] = latched
+                failsafe_s += TICK if latched else 0.0
             if city.remote:
                 for j in net.junctions:
                     field_.show(j.id, states[j.id].signal)
             samples.append(field_.queues())
-            field_.step()
-            t += 1.0
+            t = field_.advance(t + TICK)
             step += 1
             if progress is not None and step % 60 == 0:
                 progress(t - begin, end - begin)
@@ -281,7 +349,9 @@ def _run_closed_loop(field_: SumoField, net: Network, spec: RunSpec, begin: floa
             "commands_sent": city.engine.commands_sent,
             "commands_accepted": sum(c.counters.accepted for c in city.controllers),
             "commands_refused": sum(c.counters.refused for c in city.controllers),
-            "faults": sum(c.counters.faults for c in city.controllers),
+            "faults": faults,  # from the controllers' states, in process or not
+            "fault_junctions": fault_at,
+            "failsafe_s": failsafe_s,
             "fallbacks": sum(c.counters.fallbacks for c in city.controllers),
             "dropped_messages": city.engine.router.stats.dropped + city.engine.sub.stats.dropped,
         }

@@ -34,10 +34,11 @@ from engine.protocol.messages import Action, Mode, TickPhase
 from engine.protocol.security import safe_name
 from simulation.experiments import metrics
 from simulation.experiments.batch import simulate_runs
-from simulation.sumo.field import SumoField, merge_additional
+from simulation.sumo.field import SumoField
 from simulation.sumo.netcompile import compile_for_run
+from simulation.sumo.options import merge_additional
 from simulation.sumo.outputs import sumo_output_args
-from simulation.sumo.scenario import load_scenario
+from simulation.sumo.scenario import config_for_sumo, load_scenario
 
 # a controller silent this long (simulated and wall s: a busy machine may stall a process for a moment)
 # is taken for dead, and the field hands its junction to the cabinet's own plan (SUMO's program)
@@ -155,7 +156,8 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
     field_ = SumoField(net)
     run_dir = out_dir / "run"
     run_dir.mkdir(exist_ok=True)
-    args = ["-c", str(scn.sumocfg), "--seed", str(seed), "--time-to-teleport", "-1", "--no-step-log", "true",
+    args = ["-c", str(config_for_sumo(scn, run_dir)), "--seed", str(seed), "--time-to-teleport", "-1",
+            "--no-step-log", "true",
             "--no-warnings", "true", "--duration-log.disable", "true", "--end", f"{scn.begin + tl.end:g}",
             *sumo_output_args(run_dir)]
     args = merge_additional(args, [*scn.additional_files, det_file])
@@ -260,8 +262,7 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
                     states[k].last_seq > seq_at_kill.get(k, -1) and states[k].mode == Mode.ENGINE
                     for k in ids if k != victim)
             queue.append(field_.queues())
-            field_.step()
-            t += 1.0
+            t = field_.advance(t + 1.0)
             step += 1
             if progress and step % 60 == 0:
                 progress(step, tl.end)

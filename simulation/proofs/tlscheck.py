@@ -6,8 +6,7 @@ additional file ``<additional><timedEvent type="SaveTLSStates" dest="FILE"/></ad
 ``SaveTLSSwitchStates`` output (same elements, only when a state changes), rebuilds per traffic light
 the sequence of states shown and counts, per link of the junction spec:
 
-- ``conflict_green``: steps in which two links that conflict (``JunctionSpec.conflict_matrix()``)
-  are both green;
+- ``conflict_green``: steps in which two links that conflict are both green;
 - ``conflict_green_yellow``: steps in which two conflicting links are both active (green or yellow)
   and at least one of them is yellow;
 - ``short_yellow``: yellow runs that end before ``yellow_min`` seconds;
@@ -16,6 +15,12 @@ the sequence of states shown and counts, per link of the junction spec:
   ``min_green`` seconds;
 - ``yellow_to_green``: a link that goes from yellow back to green;
 - ``malformed``: records whose state does not fit the junction (length, unknown letters).
+
+Two links conflict in a state by the compatibility rule of the junction spec (``engine/protocol/
+junction.py``, docs/safety.md): both active, ``conflicts[a][b] == '1'``, and neither gives way to the
+other (a gives way to b when it shows a minor letter ``g y o`` and ``yields[a][b] == '1'``). A yellow
+that goes to green between two consecutive states the net's own program shows one after the other
+(``net_yellow_to_green``) is neither a yellow back to green nor a short yellow: it is no clearance.
 
 Letters (SUMO's): green ``G g``; yellow ``y Y``; stop ``r s u`` (``s`` = stop, then go; ``u`` =
 red+yellow before green: both make vehicles stop, so a green that ends in one of them ended without
@@ -67,6 +72,7 @@ STOP = frozenset("rsu")
 OFF = frozenset("oO")
 KNOWN = GREEN | YELLOW | STOP | OFF
 CONFLICT_GO = GREEN | OFF  # letters on which a vehicle may enter without stopping
+MINOR = frozenset("gyo")  # a link showing one of these gives way to the links it yields to
 _EPS = 1e-6
 
 CLASSES = (
@@ -350,17 +356,21 @@ def _kind(c: str) -> str:
 class _Conflicts:
     def __init__(self, spec: JunctionSpec) -> None:
         self.conf = spec.conflict_matrix()
+        self.yields = spec.yield_matrix()
         self.cache: dict[str, tuple[list[tuple[int, int]], list[tuple[int, int]]]] = {}
 
     def __call__(self, state: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """(green-green pairs, green/yellow pairs with a yellow) among conflicting links."""
+        """(green-green pairs, green/yellow pairs with a yellow) among links that conflict in ``state``."""
         got = self.cache.get(state)
         if got is None:
             go = np.fromiter((c in CONFLICT_GO for c in state), dtype=np.bool_, count=len(state))
             yel = np.fromiter((c in YELLOW for c in state), dtype=np.bool_, count=len(state))
+            minor = np.fromiter((c in MINOR for c in state), dtype=np.bool_, count=len(state))
             act = go | yel
-            gg = np.argwhere(np.triu(self.conf & np.outer(go, go), 1))
-            gy = np.argwhere(np.triu(self.conf & np.outer(act, act) & ~np.outer(go, go), 1))
+            gives_way = minor[:, None] & self.yields  # [a, b]: a gives way to b in this state
+            conf = self.conf & ~gives_way & ~gives_way.T
+            gg = np.argwhere(np.triu(conf & np.outer(go, go), 1))
+            gy = np.argwhere(np.triu(conf & np.outer(act, act) & ~np.outer(go, go), 1))
             got = ([(int(a), int(b)) for a, b in gg], [(int(a), int(b)) for a, b in gy])
             if len(self.cache) > 8192:
                 self.cache.clear()
@@ -400,6 +410,7 @@ def _check_one(rep: TlsCheckReport, spec: JunctionSpec, recs: Sequence[tuple[flo
         return
     first = good_t[0]
     conflicts = _Conflicts(spec)
+    net_y2g = {(a, b) for a, b in spec.net_yellow_to_green}
     run_kind = [_kind(c) for c in good_s[0]]
     run_start = [first] * n
     letters = rep.letters
@@ -421,6 +432,7 @@ def _check_one(rep: TlsCheckReport, spec: JunctionSpec, recs: Sequence[tuple[flo
         if j >= len(good_t):
             break
         t_new, s_new = good_t[j], good_s[j]
+        net_pair = (s, s_new) in net_y2g  # the net's own program goes from yellow to green here
         g2r: list[int] = []
         g2r_run: list[float] = []
         sg: list[int] = []
@@ -445,6 +457,8 @@ def _check_one(rep: TlsCheckReport, spec: JunctionSpec, recs: Sequence[tuple[flo
                 if judged and run + _EPS < min_green:
                     sg.append(i)
                     sg_run.append(run)
+            elif old == "y" and net_pair and new == "g":
+                pass  # no clearance: neither a short yellow nor a yellow back to green
             elif old == "y":
                 if judged:
                     rep.judged_yellows += 1

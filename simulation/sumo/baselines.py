@@ -1,11 +1,17 @@
 """SUMO's own signal programs as baselines: the net's static program, actuated, delay_based.
 
-``write_sumo_program`` re-declares every ``tlLogic`` of a net in an additional file with the same
-phases, ``type="actuated"`` or ``type="delay_based"`` and the programID ``lintas_<kind>``; SUMO
-activates the program loaded last, so loading that file switches every signal to it (checked with
-libsumo ``trafficlight.getProgram``).  Green phases keep the net's ``minDur``/``maxDur`` or get
-5 s / 50 s; yellow, red-yellow and all-red phases are copied unchanged (fixed duration).  SUMO
-places its own detectors for both types.
+``write_sumo_program`` re-declares, for every traffic light, the program SUMO runs
+(``simulation.sumo.programs.running_programs``: the last ``tlLogic`` loaded for its id, from the net or
+the scenario's additional files, the same program Lintas compiles) in an additional file with the same
+phases (every attribute: ``next``, ``name``, ...), ``type="actuated"`` or ``type="delay_based"`` and the
+programID ``lintas_<kind>``; SUMO activates the program loaded last, so loading that file after the
+scenario's own switches every signal to it (checked with libsumo ``trafficlight.getProgram``). One
+program per light: a net with several programs for one light gets one new program, not one per old
+program (two would share the new programID, which SUMO refuses).  Green phases keep the program's
+``minDur``/``maxDur`` or get 5 s / 50 s; yellow, red-yellow and all-red phases are copied unchanged
+(fixed duration).  SUMO places its own detectors for both types.  A WAUT in the scenario is not
+followed (netcompile's ``CompileReport.waut`` says so): SUMO switches to the WAUT's programs at its
+switch times.
 
 The runs themselves go through the one runner of every policy (``simulation/experiments/runner.py``),
 with the same detectors, options and outputs as Lintas' own policies.
@@ -15,10 +21,10 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from simulation.sumo.files import open_xml
+from simulation.sumo.programs import running_programs
 
 __all__ = [
     "BASELINES",
@@ -70,28 +76,34 @@ def write_sumo_program(
     kind: str,
     out_path: str | os.PathLike[str],
     *,
+    additional_files: Iterable[str | os.PathLike[str]] = (),
+    begin: float = 0.0,
     min_dur: float = DEFAULT_MIN_DUR,
     max_dur: float = DEFAULT_MAX_DUR,
     params: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write an additional file re-declaring every tlLogic of ``net_path`` as a ``kind`` program.
+    """Write an additional file re-declaring the program each traffic light runs as a ``kind`` program.
 
-    kind: ``"actuated"`` or ``"delay_based"``.  Each program keeps the net's id, offset and phases
-    (state, duration, name, next, ...), gets ``type=kind`` and ``programID="lintas_<kind>"``.  Green
-    phases (some ``G``/``g`` and no ``y``/``u``) keep the net's ``minDur``/``maxDur``, or get
-    ``min_dur``/``max_dur``; their initial ``duration`` is clamped into that range.  Other phases
-    are copied unchanged.  The net's ``<param>`` entries are kept, then :data:`KIND_PARAMS` and
-    ``params`` are applied on top.  Returns ``out_path``.
+    kind: ``"actuated"`` or ``"delay_based"``.  The program of each light is the one SUMO runs with
+    ``net_path`` and ``additional_files`` (the scenario's, in their order; gzipped files are fine) at
+    ``begin``.  Each keeps its id, offset and phases (state, duration, name, next, ...), gets
+    ``type=kind`` and ``programID="lintas_<kind>"``.  Green phases (some ``G``/``g`` and no ``y``/``u``)
+    keep the program's ``minDur``/``maxDur``, or get ``min_dur``/``max_dur``; their initial ``duration``
+    is clamped into that range.  Other phases are copied unchanged.  The program's ``<param>`` entries
+    are kept, then :data:`KIND_PARAMS` and ``params`` are applied on top.  Load the file after the
+    scenario's own additional files.  Returns ``out_path``.
     """
     if kind not in ("actuated", "delay_based"):
         raise ValueError(f"kind must be 'actuated' or 'delay_based', not {kind!r}")
-    with open_xml(net_path) as fh:
-        root = ET.parse(fh).getroot()
+    running = running_programs(net_path, list(additional_files), begin)
     out = ET.Element("additional")
     count = 0
-    for tl in root.iter("tlLogic"):
+    for tid, prog in running.programs.items():
+        tl = prog.element
+        if tl is None or not prog.phases:
+            continue
         new = ET.SubElement(out, "tlLogic", {
-            "id": tl.attrib["id"],
+            "id": tid,
             "type": kind,
             "programID": program_id(kind),
             "offset": tl.attrib.get("offset", "0"),
@@ -102,7 +114,7 @@ def write_sumo_program(
                 lo = float(attrs.get("minDur", min_dur))
                 hi = float(attrs.get("maxDur", max_dur))
                 if hi < lo:
-                    raise ValueError(f"{tl.attrib['id']}: phase {attrs['state']} has maxDur < minDur")
+                    raise ValueError(f"{tid}: phase {attrs['state']} has maxDur < minDur")
                 dur = min(max(float(attrs["duration"]), lo), hi)
                 attrs["duration"] = _fmt(dur)
                 attrs["minDur"] = _fmt(lo)

@@ -1,10 +1,12 @@
 """Compile a SUMO net (and its scenario) into the engine's :class:`engine.network.Network`.
 
 For every traffic light of the net (sorted by TLS id) this reads the program SUMO will run
-(the last one loaded for that id: the net's last program, overridden by a ``tlLogic`` in the
-scenario's additional files), the controlled links with their lanes, the green phases with their
-ring order, yellow and all-red, and a conflict matrix built from the junction's right-of-way
-request matrix intersected with "never green together in the net's program".
+(``simulation.sumo.programs``: the last one loaded for that id, the net's last program overridden by a
+``tlLogic`` in the scenario's additional files, or the one a WAUT runs at ``begin``), the controlled links
+with their lanes, the green phases (consecutive program phases with the same green links are one) with
+their ring order, yellow and all-red, and the compatibility of the links: a conflict matrix built from the
+junction's request matrix (foes) intersected with "never active, green or yellow, together in any state
+of the net's program", and who gives way to whom (the junction's response matrix).
 
 Everything SUMO-specific lives here (sumolib); the engine only sees flat arrays.
 """
@@ -13,18 +15,18 @@ from __future__ import annotations
 
 import time
 import warnings
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
+from controllers.timing import TimingConfig, net_order_transition, transition_segments
 from engine.network import Network
 from engine.protocol.junction import JunctionSpec
+from engine.protocol.messages import Interval
 from simulation.sumo.detectors import DetectorLayout, existing_detectors, place_detectors
-from simulation.sumo.files import open_xml
 from simulation.sumo.lanegraph import LaneGraph, read_net
+from simulation.sumo.programs import Phase, TlsProgram, running_programs
 from simulation.sumo.scenario import Scenario, ScenarioError, load_scenario
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "QUEUE_MIN_LENGTH",
     "YELLOW_CHARS",
     "CompileReport",
+    "Phase",
     "TlsProgram",
     "compile_for_run",
     "compile_network",
@@ -40,77 +43,13 @@ __all__ = [
 QUEUE_MIN_LENGTH = 50.0  # a controlled lane shorter than this is counted with the lanes upstream
 GREEN_CHARS = frozenset("Gg")
 YELLOW_CHARS = frozenset("yYu")  # 'u' (red+yellow) is a transition state too
+ACTIVE_CHARS = frozenset("GgyY")  # what makes two links "shown together" by the net's program
 
 
 # ------------------------------------------------------------------------------------------------
 # programs
-class Phase(NamedTuple):
-    state: str
-    duration: float
-    min_dur: float  # -1 when not given
-    max_dur: float  # -1 when not given
-
-
-@dataclass
-class TlsProgram:
-    tls_id: str
-    program_id: str
-    offset: float
-    type: str
-    phases: list[Phase]
-    source: str = "net"  # "net" or the additional file that defined it
-    n_programs: int = 1  # how many programs were seen for this TLS (net + additional files)
-
-
 def _is_green(state: str) -> bool:
     return any(c in GREEN_CHARS for c in state) and not any(c in YELLOW_CHARS for c in state)
-
-
-def _phase_from_attrs(a: dict) -> Phase:
-    return Phase(
-        a["state"],
-        float(a.get("duration", 0.0)),
-        float(a["minDur"]) if "minDur" in a else -1.0,
-        float(a["maxDur"]) if "maxDur" in a else -1.0,
-    )
-
-
-def _additional_programs(files: list[Path]) -> dict[str, list[TlsProgram]]:
-    """tlLogic elements of additional files, in load order."""
-    progs: dict[str, list[TlsProgram]] = {}
-    for f in files:
-        cur: TlsProgram | None = None
-        try:
-            with open_xml(f) as fh:
-                for ev, el in ET.iterparse(fh, events=("start", "end")):
-                    if ev == "start":
-                        if el.tag == "tlLogic":
-                            cur = TlsProgram(
-                                el.get("id", ""),
-                                el.get("programID", ""),
-                                float(el.get("offset", "0") or 0.0),
-                                el.get("type", "static"),
-                                [],
-                                source=str(f),
-                            )
-                        elif el.tag == "phase" and cur is not None:
-                            cur.phases.append(_phase_from_attrs(el.attrib))
-                    elif el.tag == "tlLogic" and cur is not None:
-                        progs.setdefault(cur.tls_id, []).append(cur)
-                        cur = None
-        except ET.ParseError as exc:
-            raise ScenarioError(f"{f}: not a valid additional XML file ({exc})") from None
-    return progs
-
-
-def _net_program(tls) -> tuple[TlsProgram | None, int]:
-    progs = tls.getPrograms()
-    if not progs:
-        return None, 0
-    # sumolib keeps file order; SUMO activates the last program loaded for an id
-    pid, p = list(progs.items())[-1]
-    phases = [Phase(ph.state, float(ph.duration), float(ph.minDur), float(ph.maxDur)) for ph in p.getPhases()]
-    return TlsProgram(tls.getID(), str(pid), float(p.getOffset()), p.getType(), phases), len(progs)
 
 
 def _node_link_indices(node, net) -> dict[int, int] | None:
@@ -155,75 +94,137 @@ class _Link:
 
 @dataclass
 class CompileReport:
-    """What compile_network noticed (for logs and the CLI): nothing here is needed to run."""
+    """What compile_network noticed (for logs, the CLI and the run report): nothing here is needed to run.
+
+    ``program_source``: traffic light -> ``"<net or additional file>:<programID>"`` of the program compiled;
+    ``program_type``: its ``type`` (``static``, ``actuated``, ``delay_based``, ...): Lintas' ``fixed``
+    policy runs its durations as a fixed-time plan whatever the type. ``waut``: lights a WAUT switches
+    (not supported: the program in force at ``begin`` is compiled; the sentence says which).
+    ``merged_greens``: program phases (SUMO's indices) that are one green phase of Lintas (consecutive
+    phases with the same green links). ``lengthened``: every interval Lintas shows longer than the net's
+    program (Lintas never relaxes its minimums), one dict each: ``junction``, ``what`` (``green``,
+    ``yellow`` or ``all-red``), ``phase`` (Lintas' green phase; for a transition the one it leaves, with
+    ``to_phase``), ``program_phases`` (SUMO's indices), ``links`` (empty for a whole green phase), ``net``
+    and ``shown`` (seconds). ``shortened``: greens longer than the maximum green Lintas allows (same keys).
+    """
 
     multi_program: dict[str, int] = field(default_factory=dict)
     program_source: dict[str, str] = field(default_factory=dict)
+    program_type: dict[str, str] = field(default_factory=dict)
+    waut: dict[str, str] = field(default_factory=dict)
     unmapped_links: dict[str, list[int]] = field(default_factory=dict)
     uncovered_links: dict[str, list[int]] = field(default_factory=dict)
     skipped_tls: dict[str, str] = field(default_factory=dict)
     duplicate_greens: dict[str, int] = field(default_factory=dict)
+    merged_greens: dict[str, list[list[int]]] = field(default_factory=dict)
+    lengthened: list[dict] = field(default_factory=list)
+    shortened: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def _green_groups(phases: list[Phase]) -> list[list[int]]:
+    """The program's greens: runs of consecutive (cyclically) green phases with the same green links,
+    as lists of program phase indices, in ring order (the one holding phase 0 first)."""
+    n = len(phases)
+    green = [_is_green(p.state) for p in phases]
+    links = [frozenset(i for i, c in enumerate(p.state) if c in GREEN_CHARS) for p in phases]
+    if not any(green):
+        return []
+    if all(green) and all(x == links[0] for x in links):
+        return [list(range(n))]
+
+    def joins(i: int) -> bool:  # phase i goes on with the green of the phase before it
+        j = (i - 1) % n
+        return green[i] and green[j] and links[i] == links[j]
+
+    start = next(i for i in range(n) if green[i] and not joins(i))
+    groups: list[list[int]] = []
+    for x in range(n):
+        i = (start + x) % n
+        if not green[i]:
+            continue
+        if groups and joins(i) and groups[-1][-1] == (i - 1) % n:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    groups.sort(key=lambda g: 0 if 0 in g else g[0])
+    return groups
+
+
+def _merged(phases: list[Phase], group: list[int]) -> Phase:
+    """One green made of its slices: the state of the longest slice (the first of equals), the durations
+    summed (a slice without minDur/maxDur counts its duration)."""
+    rep = max(group, key=lambda i: (phases[i].duration, -group.index(i)))
+    dur = sum(phases[i].duration for i in group)
+    lo = sum(phases[i].min_dur if phases[i].min_dur > 0 else phases[i].duration for i in group) \
+        if any(phases[i].min_dur > 0 for i in group) else -1.0
+    hi = sum(phases[i].max_dur if phases[i].max_dur > 0 else phases[i].duration for i in group) \
+        if any(phases[i].max_dur > 0 for i in group) else -1.0
+    return Phase(phases[rep].state, dur, lo, hi)
 
 
 def _green_structure(prog: TlsProgram, min_green: float, max_green: float, yellow_min: float,
                      allred: float, begin: float):
     phases = prog.phases
     n = len(phases)
-    green_pos = [i for i, ph in enumerate(phases) if _is_green(ph.state)]
-    if not green_pos:
+    groups = _green_groups(phases)
+    if not groups:
         return None
+    group_of: dict[int, int] = {i: gi for gi, g in enumerate(groups) for i in g}
+    merged = [_merged(phases, g) for g in groups]
     # unique green states, ring order = order of first appearance
     uniq: list[str] = []
     uidx: dict[str, int] = {}
-    for i in green_pos:
-        s = phases[i].state
-        if s not in uidx:
-            uidx[s] = len(uniq)
-            uniq.append(s)
+    for m in merged:
+        if m.state not in uidx:
+            uidx[m.state] = len(uniq)
+            uniq.append(m.state)
     ng = len(uniq)
-    n_dup = len(green_pos) - ng
+    n_dup = len(groups) - ng
 
-    def intermediates(i: int) -> tuple[list[Phase], int]:
-        """Non-green phases after program phase i up to the next green phase (and that one)."""
+    def intermediates(gi: int) -> tuple[list[int], int]:
+        """Program phases after green group gi up to the next green (and that green's group)."""
         out = []
-        j = (i + 1) % n
+        j = (groups[gi][-1] + 1) % n
         for _ in range(n):
-            if _is_green(phases[j].state):
-                return out, j
-            out.append(phases[j])
+            if j in group_of:
+                return out, group_of[j]
+            out.append(j)
             j = (j + 1) % n
-        return out, i
+        return out, gi
 
     fixed = [0.0] * ng
     mins = [0.0] * ng
     maxs = [0.0] * ng
     nxt = [0] * ng
-    trans: list[list[tuple[str, float]] | None] = [None] * ng
-    first_trans: list[list[Phase]] = [[] for _ in range(ng)]
+    trans: list[list[int] | None] = [None] * ng
+    first_trans: list[list[int]] = [[] for _ in range(ng)]
+    program_phases: list[list[int]] = [[] for _ in range(ng)]
     seen = [False] * ng
-    for i in green_pos:
-        k = uidx[phases[i].state]
-        mids, j = intermediates(i)
+    for gi, m in enumerate(merged):
+        k = uidx[m.state]
+        mids, gj = intermediates(gi)
         if not seen[k]:
             seen[k] = True
-            ph = phases[i]
-            fixed[k] = ph.duration
-            mins[k] = max(min_green, ph.min_dur) if ph.min_dur > 0 else min_green
-            maxs[k] = max(max_green, ph.max_dur if ph.max_dur > 0 else 0.0, mins[k])
+            fixed[k] = m.duration
+            mins[k] = max(min_green, m.min_dur) if m.min_dur > 0 else min_green
+            maxs[k] = max(max_green, m.max_dur if m.max_dur > 0 else 0.0, mins[k])
             first_trans[k] = mids
+            program_phases[k] = list(groups[gi])
         kn = (k + 1) % ng
-        if trans[k] is None and uidx[phases[j].state] == kn:
-            trans[k] = [(p.state, p.duration) for p in mids]
+        if trans[k] is None and uidx[merged[gj].state] == kn:
+            trans[k] = mids
     yellows = [0.0] * ng
     allreds = [0.0] * ng
     transitions: list[list[tuple[str, float]]] = []
+    transition_phases: list[list[int]] = []
     for k in range(ng):
         nxt[k] = (k + 1) % ng
         if trans[k] is None:
-            trans[k] = [(p.state, p.duration) for p in first_trans[k]]
-        t = trans[k]
+            trans[k] = first_trans[k]
+        t = [(phases[i].state, phases[i].duration) for i in trans[k]]
         transitions.append(t)
+        transition_phases.append(list(trans[k]))
         y = 0.0
         ar = 0.0
         after_yellow = False
@@ -238,25 +239,68 @@ def _green_structure(prog: TlsProgram, min_green: float, max_green: float, yello
 
     # phase in force at `begin`: SUMO's cycle position is (t - offset) mod cycle
     cycle = sum(p.duration for p in phases)
-    start_phase, start_offset = uidx[phases[green_pos[0]].state], 0.0
+    start_phase, start_offset = uidx[merged[0].state], 0.0
     if cycle > 0:
         pos = (begin - prog.offset) % cycle
+        starts = []
         t0 = 0.0
-        for i, ph in enumerate(phases):
-            if t0 <= pos < t0 + ph.duration or i == n - 1:
-                if _is_green(ph.state):
-                    start_phase, start_offset = uidx[ph.state], max(0.0, pos - t0)
-                else:
-                    _mids, j = intermediates(i)
-                    start_phase, start_offset = uidx[phases[j].state], 0.0
-                break
+        for ph in phases:
+            starts.append(t0)
             t0 += ph.duration
+        for i, ph in enumerate(phases):
+            if starts[i] <= pos < starts[i] + ph.duration or i == n - 1:
+                if i in group_of:
+                    gi = group_of[i]
+                    start_phase = uidx[merged[gi].state]
+                    start_offset = max(0.0, (pos - starts[groups[gi][0]]) % cycle)
+                else:  # in a transition: the green that follows it
+                    j = next((i + x) % n for x in range(1, n + 1) if (i + x) % n in group_of)
+                    start_phase, start_offset = uidx[merged[group_of[j]].state], 0.0
+                break
     return {
         "green_states": uniq, "net_next": nxt, "fixed_green": fixed, "min_green": mins, "max_green": maxs,
         "yellow": yellows, "allred": allreds, "net_transitions": transitions, "start_phase": start_phase,
         "start_offset": float(start_offset), "n_dup": n_dup,
-        "program_greens": [uidx[ph.state] if _is_green(ph.state) else -1 for ph in phases],
+        "program_greens": [uidx[merged[group_of[i]].state] if i in group_of else -1 for i in range(n)],
+        "program_phases": program_phases, "transition_phases": transition_phases,
+        "merged": [g for g in groups if len(g) > 1],
     }
+
+
+def _must_yield(node, i: int, j: int) -> bool:
+    """Link ``i`` of ``node``'s request matrix waits for link ``j`` (bit j of i's ``response``)."""
+    resp = getattr(node, "_prohibits", {}).get(i)
+    return resp is not None and 0 <= j < len(resp) and resp[len(resp) - 1 - j] == "1"
+
+
+def _report_intervals(rep: CompileReport, spec: JunctionSpec, gs: dict, cfg: TimingConfig) -> None:
+    """What Lintas shows longer (or shorter) than the net's program when it runs it in the net's order
+    (the ``fixed`` policy, the local plan): the timer's own transitions (controllers/timing.py) against
+    the net's intermediate phases."""
+    tid = spec.id
+    for k in range(spec.n_phases):
+        base = {"junction": tid, "phase": k, "program_phases": list(gs["program_phases"][k]), "links": []}
+        fixed = spec.fixed_green[k]
+        shortest = max(cfg.min_green, spec.min_green[k])
+        longest = max(spec.max_green[k], shortest)
+        if fixed + 1e-9 < shortest:
+            rep.lengthened.append({**base, "what": "green", "net": fixed, "shown": shortest})
+        elif fixed > longest + 1e-9:
+            rep.shortened.append({**base, "what": "green", "net": fixed, "shown": longest})
+        nn = spec.net_next[k]
+        if nn == k:
+            continue
+        base = {"junction": tid, "phase": k, "to_phase": nn, "program_phases": list(gs["transition_phases"][k])}
+        if spec.net_transitions[k]:
+            _states, changes = net_order_transition(spec, k, cfg)
+            rep.lengthened.extend({**base, **c} for c in changes)
+            continue
+        for seg in transition_segments(spec, k, nn, cfg):  # none in the net: Lintas builds it
+            if seg.kind == Interval.YELLOW:
+                links = [i for i, c in enumerate(seg.state) if c in "yY"]
+                rep.lengthened.append({**base, "what": "yellow", "links": links, "net": 0.0, "shown": seg.duration})
+            else:
+                rep.lengthened.append({**base, "what": "all-red", "links": [], "net": 0.0, "shown": seg.duration})
 
 
 def _collect_links(net) -> dict[str, dict[int, list]]:
@@ -322,24 +366,22 @@ def compile_network(
     net = read_net(net_file)
     graph = LaneGraph.from_net(net)
     links_by_tls = _collect_links(net)
-    add_progs = _additional_programs(add_files) if add_files else {}
+    running = running_programs(net_file, add_files, begin)
+    rep.waut.update(running.waut)
 
     tls_ids = sorted(t.getID() for t in net.getTrafficLights())
     tls_ids = sorted(set(tls_ids) | set(links_by_tls))
     if not tls_ids:
         raise ScenarioError(f"{net_file}: net has no traffic lights")
-    tls_by_id = {t.getID(): t for t in net.getTrafficLights()}
 
     node_idx_cache: dict[str, dict[int, int] | None] = {}
+    cfg = TimingConfig(min_green=min_green, yellow_min=yellow_min)
 
     junctions: list[JunctionSpec] = []
     jlinks: list[list[_Link]] = []
     for tid in tls_ids:
-        prog, n_net_progs = _net_program(tls_by_id[tid]) if tid in tls_by_id else (None, 0)
-        extra = add_progs.get(tid, [])
-        if extra:
-            prog = extra[-1]
-        n_progs = n_net_progs + len(extra)
+        prog = running.programs.get(tid)
+        n_progs = running.counts.get(tid, 0)
         if n_progs > 1:
             rep.multi_program[tid] = n_progs
         if prog is None or not prog.phases:
@@ -347,6 +389,7 @@ def compile_network(
             warnings.warn(f"{net_file.name}: traffic light {tid} has no program; skipped", stacklevel=2)
             continue
         rep.program_source[tid] = f"{prog.source}:{prog.program_id}"
+        rep.program_type[tid] = prog.type
         n_links = len(prog.phases[0].state)
         if any(len(p.state) != n_links for p in prog.phases):
             raise ScenarioError(f"{net_file}: traffic light {tid} program {prog.program_id} has states of "
@@ -356,6 +399,8 @@ def compile_network(
             rep.skipped_tls[tid] = "no green phase"
             warnings.warn(f"{net_file.name}: traffic light {tid} has no green phase; skipped", stacklevel=2)
             continue
+        if gs["merged"]:
+            rep.merged_greens[tid] = gs["merged"]
         if gs["n_dup"]:
             rep.duplicate_greens[tid] = gs["n_dup"]
 
@@ -392,25 +437,34 @@ def compile_network(
         if unm:
             rep.unmapped_links[tid] = unm
 
-        # conflicts: foes (same node) or unmapped, and never green together in a net green phase
-        G = np.array([[c in GREEN_CHARS for c in s] for s in gs["green_states"]], dtype=np.int32)
-        cogreen = (G.T @ G) > 0
+        # compatibility: foes (same node) or unmapped conflict unless some state of the net's program (greens
+        # and transitions alike) shows them active together; who gives way to whom is the node's response
+        A = np.array([[c in ACTIVE_CHARS for c in p.state] for p in prog.phases], dtype=np.int32)
+        coactive = (A.T @ A) > 0
         conf = np.zeros((n_links, n_links), dtype=bool)
+        ylds = np.zeros((n_links, n_links), dtype=bool)
         for a in range(n_links):
             La = lk[a]
             for b in range(a + 1, n_links):
-                if cogreen[a, b]:
-                    continue
                 Lb = lk[b]
                 if La.jidx < 0 or Lb.jidx < 0:
                     foe = True
                 elif La.node is Lb.node:
                     foe = La.node.areFoes(La.jidx, Lb.jidx) or La.node.areFoes(Lb.jidx, La.jidx)
+                    ylds[a, b] = _must_yield(La.node, La.jidx, Lb.jidx)
+                    ylds[b, a] = _must_yield(Lb.node, Lb.jidx, La.jidx)
                 else:
                     foe = False
-                if foe:
+                if foe and not coactive[a, b]:
                     conf[a, b] = conf[b, a] = True
         conflicts = ["".join("1" if v else "0" for v in row) for row in conf]
+        yields = ["".join("1" if v else "0" for v in row) for row in ylds] if ylds.any() else []
+        states = [p.state for p in prog.phases]
+        y2g: list[tuple[str, str]] = []
+        for i, st in enumerate(states):
+            nx = states[(i + 1) % len(states)]
+            if any(c in "yY" and d in GREEN_CHARS for c, d in zip(st, nx)) and (st, nx) not in y2g:
+                y2g.append((st, nx))
 
         junctions.append(
             JunctionSpec(
@@ -431,9 +485,12 @@ def compile_network(
                 start_phase=int(gs["start_phase"]),
                 start_offset=float(gs["start_offset"]),
                 program_greens=list(gs["program_greens"]),
+                yields=yields,
+                net_yellow_to_green=y2g,
             )
         )
         jlinks.append(lk)
+        _report_intervals(rep, junctions[-1], gs, cfg)
 
     if not junctions:
         raise ScenarioError(f"{net_file}: net has no usable traffic lights ({', '.join(rep.skipped_tls)})")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from simulation.sumo.files import open_xml
 
-__all__ = ["Scenario", "ScenarioError", "check_routes", "load_scenario", "net_edge_ids", "parse_sumo_time"]
+__all__ = ["Scenario", "ScenarioError", "check_routes", "config_for_sumo", "load_scenario", "net_edge_ids",
+           "parse_sumo_time"]
 
 CONFIG_ROOTS = ("configuration", "sumoConfiguration")  # what people write, and what `sumo -C` writes
 DEFAULT_BEGIN = 0.0
@@ -29,6 +30,8 @@ _OPTIONS = {
     "additional-files": ("additional-files", "additional"),
     "begin": ("begin",),
     "end": ("end",),
+    "step-length": ("step-length",),
+    "tls.all-off": ("tls.all-off",),
 }
 
 
@@ -45,6 +48,9 @@ class Scenario:
     additional_files: list[Path] = field(default_factory=list)
     begin: float = DEFAULT_BEGIN
     end: float = DEFAULT_END
+    step_length: float = 1.0  # s per SUMO step; Lintas' clock ticks every second of simulated time whatever it is
+    gui_only: list[str] = field(default_factory=list)  # options of the cfg's <gui_only> section (sumo-gui's)
+    tls_all_off: bool = False  # the cfg switches every traffic light off (option tls.all-off)
 
     @property
     def folder(self) -> Path:
@@ -134,6 +140,9 @@ def load_scenario(path: str | Path, *, check: bool = True) -> Scenario:
     end = _parse_time(values["end"], "end", cfg) if "end" in values else DEFAULT_END
     if end <= begin:
         raise ScenarioError(f"{cfg}: option 'end' ({end:g}) is not after 'begin' ({begin:g})")
+    step = _parse_time(values["step-length"], "step-length", cfg) if "step-length" in values else 1.0
+    if not step > 0:
+        raise ScenarioError(f"{cfg}: option 'step-length' ({step:g}) must be positive")
 
     name = cfg.name[: -len(".sumocfg")]
     sc = Scenario(
@@ -144,6 +153,9 @@ def load_scenario(path: str | Path, *, check: bool = True) -> Scenario:
         additional_files=additional_files,
         begin=begin,
         end=end,
+        step_length=step,
+        gui_only=[el.tag for section in root.findall("gui_only") for el in section],
+        tls_all_off=values.get("tls.all-off", "false").strip().lower() in ("true", "1", "yes", "on", "x"),
     )
     for opt, files in (("net-file", [net_file]), ("route-files", route_files),
                        ("additional-files", additional_files)):
@@ -153,6 +165,28 @@ def load_scenario(path: str | Path, *, check: bool = True) -> Scenario:
     if check:
         check_routes(sc)
     return sc
+
+
+def config_for_sumo(scenario: Scenario, folder: Path, *, gui: bool = False) -> Path:
+    """The configuration to start SUMO with: the scenario's own; or, when it has options only sumo-gui knows
+    (``<gui_only>``: ``osg-view`` makes the command-line ``sumo`` refuse the whole file) and the run is not
+    in the GUI, a copy without them in ``folder``, its input files named by absolute path."""
+    if gui or not scenario.gui_only:
+        return scenario.sumocfg
+    tree = ET.parse(scenario.sumocfg)
+    root = tree.getroot()
+    for section in root.findall("gui_only"):
+        root.remove(section)
+    files = {"net-file": [scenario.net_file], "route-files": scenario.route_files,
+             "additional-files": scenario.additional_files}
+    for el in root.iter():
+        for opt, names in _OPTIONS.items():
+            if opt in files and el.tag in names and "value" in el.attrib:
+                el.set("value", ",".join(str(p) for p in files[opt]))
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / scenario.sumocfg.name
+    tree.write(out, encoding="UTF-8", xml_declaration=True)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------

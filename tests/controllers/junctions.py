@@ -1,8 +1,12 @@
 """Helpers for the controller tests: junction specs (hand-built and compiled from real nets) and an
 independent signal-sequence checker.
 
-The checker deliberately shares no code with ``controllers/monitor.py``: it reads the conflict
-matrix straight from ``spec.conflicts`` and works on whole runs of letters per link, after the fact.
+The checker deliberately shares no code with ``controllers/monitor.py``: it reads the conflict and
+yield matrices straight from ``spec.conflicts`` / ``spec.yields`` and works on whole runs of letters per
+link, after the fact. The rule (docs/safety.md): two active links conflict in a state when
+``conflicts[a][b] == '1'`` and neither gives way (a gives way to b when it shows ``g``, ``y`` or ``o`` and
+``yields[a][b] == '1'``); yellow straight to green is a violation unless the two states are a pair of
+``spec.net_yellow_to_green`` (then it is no clearance, and no short yellow either).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ DEMO_DIR = DEMO
 
 GREEN = frozenset("Gg")
 YELLOW = frozenset("yY")
+ACTIVE = frozenset("GgyYoO")
+MINOR = frozenset("gyo")
 SIGNAL_LETTERS = frozenset("GgyYrRsuoO")
 
 # violation classes of the checker
@@ -87,6 +93,39 @@ def resco_specs(name: str) -> list[JunctionSpec]:
     return list(_compile(str(RESCO_DIR / name)))
 
 
+#: Public plans nobody here wrote, shipped with SUMO's wheel: (name, path under sumo's tools, net, additional
+#: files with the programs SUMO runs). A 46-phase German plan with pedestrians and bicycles (fokr_bs), a
+#: hand-made plan that goes from green straight to red over a net with 17 programs for one light (fkk_in),
+#: the RiLSA guideline examples (German plans, with 'o' links), and the game's crossing.
+FOREIGN = (
+    ("fokr_bs", "game/fokr_bs_demo", "fokr_bs.net.xml.gz", ("signalPlan.add.xml",)),
+    ("fkk_in", "game/fkk_in", "ingolstadt.net.xml.gz", ("fkk_in.tls.add.xml",)),
+    ("cross", "game/cross", "cross.net.xml", ("cross.tls.add.xml",)),
+    *((f"rilsa{i}", f"sumolib/scenario/scenarios/RealWorld/RiLSA_example{i}", f"rilsa{i}.net.xml",
+       (f"rilsa{i}_tls.add.xml",)) for i in (1, 2, 3, 4)),
+)
+
+
+@cache
+def _compile_foreign(name: str) -> tuple[JunctionSpec, ...]:
+    import sumo
+
+    from simulation.sumo.netcompile import compile_network
+    from simulation.sumo.scenario import Scenario
+
+    entry = next(f for f in FOREIGN if f[0] == name)
+    folder = Path(sumo.__file__).parent / "tools" / entry[1]
+    if not (folder / entry[2]).is_file():
+        pytest.skip(f"{folder / entry[2]} not found")
+    sc = Scenario(name, folder / f"{name}.sumocfg", folder / entry[2], [], [folder / a for a in entry[3]], 0.0, 3600.0)
+    return tuple(compile_network(sc).junctions)
+
+
+def foreign_specs() -> list[tuple[str, JunctionSpec]]:
+    """(plan name, spec) of every junction of :data:`FOREIGN` (skips the test when the wheel lacks them)."""
+    return [(name, s) for name, *_ in FOREIGN for s in _compile_foreign(name)]
+
+
 def all_real_specs() -> list[tuple[str, JunctionSpec]]:
     """(map name, spec) for the demo city and, where present, every RESCO map (never skips)."""
     out = [("bunda_kota", s) for s in demo_specs()]
@@ -141,21 +180,26 @@ def check_sequence(
     rep = Report()
     n = spec.n_links
     conf = [[spec.conflicts[a][b] == "1" for b in range(n)] for a in range(n)]
+    ylds = [[bool(spec.yields) and spec.yields[a][b] == "1" for b in range(n)] for a in range(n)]
+    net_pairs = {(a, b) for a, b in spec.net_yellow_to_green}
     for a in range(n):  # the matrix itself must be symmetric with an empty diagonal
         assert not conf[a][a], f"link {a} conflicts with itself"
         for b in range(n):
             assert conf[a][b] == conf[b][a], f"conflict matrix not symmetric at {a},{b}"
     cat = [None] * n  # current category per link
     start = [0] * n  # tick at which the current run began
+    prev = None
     for t, s in enumerate(signals):
         if len(s) != n or any(c not in SIGNAL_LETTERS for c in s):
             rep.add(BAD_STATE, f"t={t}: {s!r}")
             continue
-        active = [i for i, c in enumerate(s) if c in GREEN or c in YELLOW]
+        active = [i for i, c in enumerate(s) if c in ACTIVE]
         for x, a in enumerate(active):
             for b in active[x + 1 :]:
-                if conf[a][b]:
+                gives_way = (s[a] in MINOR and ylds[a][b]) or (s[b] in MINOR and ylds[b][a])
+                if conf[a][b] and not gives_way:
                     rep.add(CONFLICT, f"t={t}: links {a} and {b} in {s!r}")
+        net_pair = (prev, s) in net_pairs
         for i, c in enumerate(s):
             new = _cat(c)
             old = cat[i]
@@ -169,13 +213,14 @@ def check_sequence(
                         rep.add(NO_YELLOW, f"t={t}: link {i} green -> {c!r}")
                     if not first and run < min_green - 1e-9:
                         rep.add(SHORT_GREEN, f"t={t}: link {i} green {run:g} s")
-                elif old == "Y":
+                elif old == "Y" and not (new == "G" and net_pair):
                     if not first and run < yellow_min - 1e-9:
                         rep.add(SHORT_YELLOW, f"t={t}: link {i} yellow {run:g} s")
                     if new == "G":
                         rep.add(YELLOW_TO_GREEN, f"t={t}: link {i} yellow -> green")
             cat[i] = new
             start[i] = t
+        prev = s
     return rep
 
 

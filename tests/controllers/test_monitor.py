@@ -4,6 +4,7 @@ tests/controllers/junctions.py must flag the same sequences (so the two cross-ch
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from junctions import (
     CONFLICT,
@@ -142,21 +143,80 @@ def demo():
 
 
 def test_conflicting_pairs_of_real_junctions_are_caught(demo):
-    """Every conflicting pair of the demo junctions shown together (green/green, green/yellow,
-    yellow/yellow) latches the monitor and is counted by the checker; the net's own green phases
-    never conflict."""
+    """Every conflicting pair of the demo junctions shown together latches the monitor and is counted by
+    the checker when neither link gives way (both major letters, or a minor one that does not yield to
+    the other); a minor letter that yields to the other (SUMO's response matrix) is no conflict. The net's
+    own green phases never conflict."""
     for spec in demo:
         conf = spec.conflict_matrix()
+        ylds = spec.yield_matrix()
+        assert ylds.any(), spec.id  # compiled with the junction's right of way
         pairs = [(a, b) for a in range(spec.n_links) for b in range(a + 1, spec.n_links) if conf[a, b]]
         assert pairs, spec.id
         for a, b in pairs:
-            for ca, cb in (("G", "G"), ("g", "y"), ("y", "y")):
+            for ca, cb in (("G", "G"), ("Y", "G"), ("Y", "Y"), ("g", "G"), ("G", "g"), ("g", "y"), ("y", "y")):
                 s = ["r"] * spec.n_links
                 s[a], s[b] = ca, cb
                 s = "".join(s)
+                gives_way = (ca in "gy" and ylds[a, b]) or (cb in "gy" and ylds[b, a])
                 mon = ConflictMonitor(spec)
-                assert not mon.check(s), (spec.id, a, b, s)
-                assert check_sequence(spec, [s]).counts[CONFLICT] == 1
+                assert mon.check(s) == gives_way, (spec.id, a, b, s)
+                assert check_sequence(spec, [s]).counts[CONFLICT] == (0 if gives_way else 1)
         for g in spec.green_states:
             assert ConflictMonitor(spec).check(g)
             assert check_sequence(spec, [g]).total == 0
+
+
+def test_a_minor_link_that_yields_is_no_conflict():
+    """Links 0 (through, north) and 2 (through, east) conflict; link 1 (left, north) yields to link 2 and
+    link 3 (left, east) yields to link 0, as SUMO's response matrix says for permissive turns."""
+    spec = small_spec(yields=["0000", "0010", "0000", "1000"])
+    for state, ok in (("GgGr", False),  # 0 and 2 both major
+                      ("rgGr", True),   # 1 minor, yields to 2
+                      ("rGGr", False),  # 1 major: it does not give way
+                      ("ryGr", True),   # a minor yellow gives way too
+                      ("rYGr", False),  # a major yellow does not
+                      ("Grrg", True),   # 3 minor, yields to 0
+                      ("rgrg", False),  # 1 and 3 conflict and neither yields to the other
+                      ("Grgr", False)):  # 0 and 2 both active, 2 minor but yields to nobody
+        assert ConflictMonitor(spec).check(state) == ok, state
+        assert (check_sequence(spec, [state]).counts[CONFLICT] == 0) == ok, state
+    # a spec without yields (compiled before it existed): every conflicting pair is a conflict
+    for state in ("rgGr", "Grrg"):
+        assert not ConflictMonitor(small_spec()).check(state)
+
+
+def test_net_yellow_to_green_only_between_the_nets_own_states():
+    """A link that the net's own program takes from yellow straight to green (German turning arrows, a
+    red-amber written as 'y') does not latch when the two states are the net's own pair; anywhere else
+    yellow back to green latches."""
+    spec = small_spec(net_yellow_to_green=[("ryrr", "rGrr")])
+    seq = [G0] * 6 + ["ygrr"] * 3 + ["ryrr"] + ["rGrr"] * 5
+    mon = ConflictMonitor(spec)
+    assert feed(mon, seq) is None, mon.fault  # link 1: 'y' for 1 s, then green: no clearance, no fault
+    assert check_sequence(spec, seq).total == 0
+    other = [G0] * 6 + ["yyrr"] * 3 + ["rGrr"]  # link 1 from yellow to green, not between the net's pair
+    assert feed(ConflictMonitor(spec), other) == 9
+    assert check_sequence(spec, other).counts[YELLOW_TO_GREEN] == 1
+    assert feed(ConflictMonitor(small_spec()), seq) == 10  # a spec without the pair
+
+
+def test_yellow_letters_are_one_yellow():
+    """'y' -> 'Y' does not end a yellow (nor cut it short)."""
+    spec = small_spec()
+    assert feed(ConflictMonitor(spec), [G0] * 6 + ["yyrr"] + ["YYrr"] * 2 + [R]) is None
+    assert feed(ConflictMonitor(spec), [G0] * 6 + ["yyrr"] + ["YYrr"] + [R]) == 8
+
+
+def test_a_spec_compiled_before_yields_existed_still_loads(tmp_path):
+    """JSON without ``yields`` and ``net_yellow_to_green`` (older compiles) loads; nobody yields then."""
+    import json
+
+    from engine.protocol.junction import read_spec
+
+    raw = json.loads(msgspec.json.encode(small_spec(yields=["0000", "0010", "0000", "0000"])))
+    del raw["yields"], raw["net_yellow_to_green"]
+    (tmp_path / "J.json").write_text(json.dumps(raw))
+    spec = read_spec(tmp_path / "J.json")
+    assert spec.yields == [] and spec.net_yellow_to_green == [] and not spec.yield_matrix().any()
+    assert not ConflictMonitor(spec).check("rgGr")

@@ -65,7 +65,8 @@ def test_table_markdown_numbers(runs: list[dict]) -> None:
     md = table_markdown(runs)
     header = [c.strip() for c in md.splitlines()[0].strip("|").split("|")]
     assert header == ["Policy", "Seeds", "Delay (s)", "Trip duration (s)", "Waiting (s)", "Stops (per veh)",
-                      "Queue (veh)", "Throughput (veh)", "Teleports", "Collisions", "Delay vs sumo-static"]
+                      "Queue (veh)", "Throughput (veh)", "Teleports", "Collisions", "Never inserted", "Faults",
+                      "Delay vs sumo-static"]
     rows = _rows(md)
     static, mp = rows["sumo-static"], rows["maxpressure"]
     assert static[1] == "2"
@@ -76,13 +77,13 @@ def test_table_markdown_numbers(runs: list[dict]) -> None:
     assert static[6] == "5.00 ± 1.41"
     assert static[7] == "1998.0 ± 2.8"
     assert static[8] == "0.0 ± 0.0"
-    assert static[10] == "baseline"
+    assert static[12] == "baseline"
     assert mp[2] == "31.5 ± 2.1"
     assert mp[5] == "1.55 ± 0.07"
     assert mp[6] == "2.50 ± 0.71"
     assert mp[8] == "0.5 ± 0.7"
     assert mp[9] == "1.0 ± 1.4"
-    assert mp[10] == "-25.0%"
+    assert mp[12] == "-25.0%"
 
 
 def test_baseline_fallbacks(runs: list[dict]) -> None:
@@ -92,13 +93,13 @@ def test_baseline_fallbacks(runs: list[dict]) -> None:
     assert resolve_baseline(["maxpressure", "sumo-static"], "maxpressure") == "maxpressure"
     # explicit baseline
     rows = _rows(table_markdown(runs, baseline_policy="maxpressure"))
-    assert rows["maxpressure"][10] == "baseline"
-    assert rows["sumo-static"][10] == f"{(42.0 - 31.5) / 31.5 * 100:+.1f}%"
+    assert rows["maxpressure"][12] == "baseline"
+    assert rows["sumo-static"][12] == f"{(42.0 - 31.5) / 31.5 * 100:+.1f}%"
     # "fixed" is the net's program when sumo-static is absent; no baseline at all gives a dash
     fixed = [dict(r, policy="fixed") if r["policy"] == "sumo-static" else r for r in runs]
     assert "Delay vs fixed" in table_markdown(fixed)
     only = [r for r in runs if r["policy"] == "maxpressure"]
-    assert _rows(table_markdown(only))["maxpressure"][10] == "–"
+    assert _rows(table_markdown(only))["maxpressure"][12] == "–"
 
 
 def test_missing_queue_and_single_seed() -> None:
@@ -107,7 +108,7 @@ def test_missing_queue_and_single_seed() -> None:
     rows = _rows(table_markdown(r))
     assert rows["fixed"][2] == "50.0"  # one seed: no std
     assert rows["fixed"][6] == "–"  # no queue samples
-    assert rows["x"][10] == "-20.0%"
+    assert rows["x"][12] == "-20.0%"
 
 
 def test_format_table_matches_markdown(runs: list[dict]) -> None:

@@ -152,6 +152,58 @@ def test_yellow_back_to_green(tmp_path):
     assert rep.examples["yellow_to_green"][0]["links"] == [0, 1]
 
 
+def test_yellow_to_green_between_the_nets_own_states_is_no_violation(tmp_path):
+    """The net's own program may take a link from yellow straight to green (German turning arrows, a red-amber
+    written as 'y', ingolstadt's yellow to links green in the next phase too): between exactly those two
+    states it is neither a yellow back to green nor a short yellow; anywhere else it is."""
+    spec = msgspec.structs.replace(SPEC, net_yellow_to_green=[("yyrr", "GGrr")])
+    parts = (("rrrr", 2), ("GGrr", 10), ("yyrr", 1), ("GGrr", 10))
+    rep = check_tls_states(write_states(tmp_path / "s.xml", seq(*parts)), spec)
+    assert rep.ok, rep.summary_lines()
+    other = (("rrrr", 2), ("GGrr", 10), ("yyrr", 3), ("GGGr", 10))  # not the net's pair (and a conflict)
+    rep = check_tls_states(write_states(tmp_path / "o.xml", seq(*other)), spec)
+    assert rep.counts["yellow_to_green"] == 1
+
+
+def test_a_minor_link_that_yields_is_no_conflict(tmp_path):
+    """conflicts[a][b] with a showing a minor letter (g, y, o) and yields[a][b]: a gives way to b in SUMO, no
+    conflict; both major (G, Y, O), or a minor link that does not yield, still conflict."""
+    spec = msgspec.structs.replace(SPEC, yields=["0000", "0010", "0000", "0000"])  # link 1 yields to link 2
+    rep = check_tls_states(write_states(tmp_path / "s.xml", seq(("rrrr", 2), ("rgGr", 10), ("ryGr", 3),
+                                                                  ("rrGr", 10))), spec)
+    assert rep.counts["conflict_green"] == 0 and rep.counts["conflict_green_yellow"] == 0, rep.summary_lines()
+    rep = check_tls_states(write_states(tmp_path / "t.xml", seq(("rrrr", 2), ("rGGr", 4), ("rgrG", 3),
+                                                                  ("rYGr", 2))), spec)
+    assert rep.counts["conflict_green"] == 7 and rep.counts["conflict_green_yellow"] == 2
+    assert rep.examples["conflict_green"][1]["pairs"] == [(1, 3)]  # 1 yields to 2, not to 3
+
+
+def test_the_monitor_and_the_checker_judge_states_alike():
+    """The conflict monitor and tlscheck implement the spec's compatibility rule independently: on random
+    states of real junctions (the demo city, a German plan, RiLSA's) they agree state by state."""
+    import random
+
+    from controllers.monitor import ConflictMonitor
+    from simulation.proofs.tlscheck import check_sequence
+    from simulation.sumo.netcompile import compile_network
+
+    sys.path.insert(0, str(REPO / "tests" / "controllers"))
+    from junctions import foreign_specs
+
+    specs = list(compile_network(DEMO).junctions) + [s for _, s in foreign_specs()]
+    rng = random.Random(7)
+    seen = {True: 0, False: 0}
+    for spec in specs:
+        for _ in range(150):
+            base = rng.choice([*spec.green_states, *(st for t in spec.net_transitions for st, _ in t)])
+            state = "".join(rng.choice("GgyYrru") if rng.random() < 0.15 else c for c in base)
+            ok = ConflictMonitor(spec).check(state)
+            rep = check_sequence(spec, [(0.0, state)], end=1.0)
+            assert ok == (rep.counts["conflict_green"] + rep.counts["conflict_green_yellow"] == 0), (spec.id, state)
+            seen[ok] += 1
+    assert seen[True] > 100 and seen[False] > 100
+
+
 def test_malformed_states(tmp_path):
     rep = check(tmp_path, ("GGrr", 3), ("GGr", 1), ("GGrx", 1), ("GGrr", 3))
     assert only(rep, "malformed") == 2

@@ -1,4 +1,4 @@
-"""simulation.sumo.baselines: SUMO's own actuated and delay-based programs, re-declared from the net's phases."""
+"""simulation.sumo.baselines: SUMO's own actuated and delay-based programs, re-declared from the program SUMO runs."""
 
 from __future__ import annotations
 
@@ -70,5 +70,69 @@ def test_sumo_program_becomes_active(tmp_path: Path, resco_dir: Path) -> None:
             assert conn.trafficlight.getProgram(tid) == "lintas_actuated"
             logic = [lg for lg in conn.trafficlight.getAllProgramLogics(tid) if lg.programID == "lintas_actuated"]
             assert len(logic) == 1 and logic[0].type == 3  # TRAFFICLIGHT_TYPE_ACTUATED
+    finally:
+        conn.close()
+
+
+def _two_program_net(tmp_path: Path, resco_dir: Path) -> Path:
+    """ingolstadt1's net with a second program for its light (programID '1', other durations), as public
+    nets sometimes ship."""
+    src = load_scenario(resco_dir / "ingolstadt1").net_file
+    root = ET.parse(src).getroot()
+    tl = root.find("tlLogic")
+    second = ET.fromstring(ET.tostring(tl))
+    second.set("programID", "1")
+    for ph in second.findall("phase"):
+        if "y" not in ph.get("state"):
+            ph.set("duration", "17")
+    root.insert(list(root).index(tl) + 1, second)
+    out = tmp_path / "two.net.xml"
+    ET.ElementTree(root).write(out, encoding="UTF-8", xml_declaration=True)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["actuated", "delay_based"])
+def test_a_net_with_two_programs_for_one_light(tmp_path: Path, resco_dir: Path, kind: str) -> None:
+    """One program per light, the one SUMO runs (the last loaded): re-declaring both gave SUMO two programs
+    with the same new programID ("Another logic with id ... exists")."""
+    net = _two_program_net(tmp_path, resco_dir)
+    out = write_sumo_program(net, kind, tmp_path / "prog.add.xml")
+    tls = ET.parse(out).getroot().findall("tlLogic")
+    assert len(tls) == 1 and tls[0].get("programID") == program_id(kind)
+    greens = [float(p.get("duration")) for p in tls[0].findall("phase") if "y" not in p.get("state")]
+    assert greens == [17.0, 17.0, 17.0]  # program '1', the last loaded
+    r = subprocess.run([sumo_binary(), "-n", str(net), "-a", str(out), "--end", "5", "--no-step-log"],
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0 and "Error" not in r.stderr, r.stderr[-2000:]
+
+
+def test_program_from_the_additional_files_with_every_phase_attribute(tmp_path: Path, resco_dir: Path) -> None:
+    """The scenario's own tlLogic (last loaded wins, gzipped or not) is the one re-declared, with its phases'
+    attributes (name, next, ...); SUMO runs the new program."""
+    traci = pytest.importorskip("traci")
+    scn = load_scenario(resco_dir / "ingolstadt1")
+    add = tmp_path / "own.add.xml.gz"
+    with gzip.open(add, "wt") as fh:
+        fh.write('<additional>\n  <tlLogic id="gneJ207" type="static" programID="city" offset="5">\n'
+                 '    <phase duration="30" state="GGgGrGGG" name="main" next="1"/>\n'
+                 '    <phase duration="3" state="yygyryyy" name="clear"/>\n'
+                 '    <phase duration="20" state="rrrGGGrr" name="side"/>\n'
+                 '    <phase duration="3" state="rrryyyrr"/>\n'
+                 '  </tlLogic>\n</additional>\n')
+    out = write_sumo_program(scn.net_file, "actuated", tmp_path / "act.add.xml", additional_files=[add])
+    (tl,) = ET.parse(out).getroot().findall("tlLogic")
+    phases = tl.findall("phase")
+    assert tl.get("offset") == "5" and [p.get("name") for p in phases] == ["main", "clear", "side", None]
+    assert phases[0].get("next") == "1" and phases[0].get("minDur") == "5" and phases[0].get("maxDur") == "50"
+    assert phases[1].attrib == {"duration": "3", "state": "yygyryyy", "name": "clear"}
+    label = f"test-additional-{id(tmp_path)}"
+    traci.start([sumo_binary(), "-c", str(scn.sumocfg), "--additional-files", f"{add},{out}",
+                 "--no-step-log", "true", "--no-warnings", "true"], label=label, stdout=subprocess.DEVNULL)
+    conn = traci.getConnection(label)
+    try:
+        conn.simulationStep()
+        assert conn.trafficlight.getProgram("gneJ207") == "lintas_actuated"
+        logic = [lg for lg in conn.trafficlight.getAllProgramLogics("gneJ207") if lg.programID == "lintas_actuated"]
+        assert [p.name for p in logic[0].phases][:3] == ["main", "clear", "side"]
     finally:
         conn.close()

@@ -105,11 +105,15 @@ def test_resco_structure(compiled, m):
 
 @pytest.mark.parametrize("m", list(MAPS))
 def test_resco_conflicts_match_foes(compiled, m):
-    """Foes in the junction's request matrix that are never green together are conflicts, others aren't
-    (checked with sumolib's own, slow, junction index lookup)."""
+    """Foes in the junction's request matrix that no state of the net's program (greens and transitions)
+    shows active together are conflicts, others aren't (checked with sumolib's own, slow, junction index
+    lookup); on these maps that is also "never green together in a green phase", as before."""
+    from simulation.sumo.programs import running_programs
+
     sc, net, _, _ = compiled[m]
     snet = sumolib.net.readNet(str(sc.net_file), withPrograms=True, withInternal=True,
                                withPedestrianConnections=True)
+    programs = running_programs(sc.net_file, sc.additional_files, sc.begin).programs
     for j in net.junctions:
         conns = {}
         for in_lane, out_lane, li in snet.getTLS(j.id).getConnections():
@@ -119,6 +123,8 @@ def test_resco_conflicts_match_foes(compiled, m):
         C = j.conflict_matrix()
         G = np.array([[ch in GREEN for ch in s] for s in j.green_states])
         cog = (G.T.astype(int) @ G.astype(int)) > 0
+        A = np.array([[ch in "GgyY" for ch in p.state] for p in programs[j.id].phases])
+        coa = (A.T.astype(int) @ A.astype(int)) > 0
         idx = {li: c.getJunctionIndex() for li, c in conns.items()}
         for a, ca in conns.items():
             for b, cb in conns.items():
@@ -126,7 +132,7 @@ def test_resco_conflicts_match_foes(compiled, m):
                     continue
                 na, nb = ca.getJunction(), cb.getJunction()
                 foe = na is nb and (na.areFoes(idx[a], idx[b]) or na.areFoes(idx[b], idx[a]))
-                assert C[a, b] == (foe and not cog[a, b]), (j.id, a, b)
+                assert C[a, b] == (foe and not coa[a, b]) == (foe and not cog[a, b]), (j.id, a, b)
 
 
 def test_cologne1_through_vs_cross(compiled):
@@ -486,3 +492,156 @@ def test_route_with_missing_edge(tmp_path, resco_dir):
 def test_resco_routes_are_consistent(resco_dir):
     for m in MAPS:
         check_routes(load_scenario(resco_dir / m, check=False))
+
+
+# ------------------------------------------------------------------------------------------------
+# greens spread over several program phases, lengthened intervals, program types
+def test_consecutive_greens_with_the_same_links_are_one_green(resco_dir, tmp_path):
+    """A green spread over consecutive program phases (the same state, or the same green links with other
+    letters) is one green phase with the slices' total duration, not its first slice."""
+    sc = load_scenario(resco_dir / "ingolstadt1")
+    A, B1, B2, C = "GGgGrGGG", "GGGrrrrr", "GGgrrrrr", "rrrGGGrr"
+    phases = [(A, 20), (A, 18), ("yygyryyy", 3), (B1, 4), (B2, 2), ("yyyrrrrr", 3), (C, 37), ("rrryyyrr", 3)]
+    add = _gneJ207_add(tmp_path, phases)
+    rep = CompileReport()
+    sc_o = Scenario(sc.name, sc.sumocfg, sc.net_file, sc.route_files, [add], sc.begin + 25, sc.end)
+    j = compile_network(sc_o, report=rep).junctions[0]
+    assert j.green_states == [A, B1, C] and j.fixed_green == [38.0, 6.0, 37.0]  # B1: the longer slice's state
+    assert j.program_greens == [0, 0, -1, 1, 1, -1, 2, -1]
+    assert rep.merged_greens == {"gneJ207": [[0, 1], [3, 4]]} and not rep.duplicate_greens
+    assert j.net_transitions == [[("yygyryyy", 3.0)], [("yyyrrrrr", 3.0)], [("rrryyyrr", 3.0)]]
+    assert (j.start_phase, j.start_offset) == (0, 25.0)  # 25 s into the 38 s green (its second slice)
+    # the program starts with the tail of a green: one green across the end of the cycle
+    phases = [(A, 10), ("yygyryyy", 3), (C, 37), ("rrryyyrr", 3), (A, 28)]
+    add = _gneJ207_add(tmp_path, phases, pid="w")
+    cycle0 = sc.begin - sc.begin % 81  # the cycle is 81 s; at cycle second 5 the green began 33 s ago
+    for begin, start in ((cycle0 + 5, (0, 33.0)), (cycle0 + 60, (0, 7.0)), (cycle0 + 14, (1, 1.0))):
+        sc_w = Scenario(sc.name, sc.sumocfg, sc.net_file, sc.route_files, [add], begin, sc.end)
+        rep = CompileReport()
+        j = compile_network(sc_w, report=rep).junctions[0]
+        assert j.green_states == [A, C] and j.fixed_green == [38.0, 37.0] and j.program_greens == [0, -1, 1, -1, 0]
+        assert rep.merged_greens == {"gneJ207": [[4, 0]]}
+        assert (j.start_phase, j.start_offset) == start
+
+
+def test_lengthened_intervals_are_reported(resco_dir, tmp_path):
+    """Lintas never relaxes its minimums: a 2 s yellow, a 3 s green and a green that ends without yellow
+    are shown longer, and the report lists each (junction, phase, links, the net's and the shown value)."""
+    sc = load_scenario(resco_dir / "ingolstadt1")
+    phases = [("GGgGrGGG", 30), ("yyyGryyy", 2), ("rrrGGrrr", 3), ("rrrGrrrr", 20), ("rrryrrrr", 3)]
+    add = _gneJ207_add(tmp_path, phases)
+    rep = CompileReport()
+    j = compile_network(Scenario(sc.name, sc.sumocfg, sc.net_file, sc.route_files, [add], sc.begin, sc.end),
+                        report=rep).junctions[0]
+    got = {(e["what"], e["phase"], e.get("to_phase"), tuple(e["links"]), e["net"], e["shown"]) for e in rep.lengthened}
+    assert got == {
+        ("yellow", 0, 1, (0, 1, 2, 5, 6, 7), 2.0, 3.0),  # link 3 stays green into the next phase
+        ("green", 1, None, (), 3.0, 5.0),
+        ("yellow", 1, 2, (4,), 0.0, 3.0),  # the net takes link 4 from green straight to red
+        ("all-red", 1, 2, (), 0.0, 1.0),
+    }
+    assert all(e["junction"] == "gneJ207" for e in rep.lengthened) and not rep.shortened
+    assert rep.program_type == {"gneJ207": "static"}
+    # shortened: greens longer than the maximum green
+    rep = CompileReport()
+    compile_network(resco_dir / "ingolstadt1", max_green=30.0, report=rep)
+    assert {(e["phase"], e["net"], e["shown"]) for e in rep.shortened} == {(0, 38.0, 30.0), (2, 37.0, 30.0)}
+    assert j.yellow[0] == 3.0
+
+
+def test_program_type_of_an_actuated_net(tmp_path):
+    rep = CompileReport()
+    compile_network(_grid(tmp_path, "act", "--tls.default-type", "actuated"), report=rep)
+    assert rep.program_type and set(rep.program_type.values()) == {"actuated"}
+
+
+# ------------------------------------------------------------------------------------------------
+# compatibility: SUMO's right of way, the net's own states
+def _foes_and_response(net_file: Path, tid: str, n_links: int):
+    """(foes, must_yield) per link pair straight from sumolib's node objects (its own index lookup)."""
+    snet = sumolib.net.readNet(str(net_file), withPrograms=True, withInternal=True, withPedestrianConnections=True)
+    conns = {}
+    for in_lane, out_lane, li in snet.getTLS(tid).getConnections():
+        for c in in_lane.getOutgoing():
+            if c.getToLane() is out_lane and c.getTLLinkIndex() == li:
+                conns[li] = c
+    foes = np.zeros((n_links, n_links), dtype=bool)
+    yields = np.zeros((n_links, n_links), dtype=bool)
+    for a, ca in conns.items():
+        for b, cb in conns.items():
+            if a != b and ca.getJunction() is cb.getJunction():
+                ia, ib = ca.getJunctionIndex(), cb.getJunctionIndex()
+                node = ca.getJunction()
+                foes[a, b] = node.areFoes(ia, ib) or node.areFoes(ib, ia)
+                yields[a, b] = node.forbids(cb, ca)
+    return foes, yields, set(conns)
+
+
+@pytest.mark.parametrize("variant", [
+    ("--turn-lanes", "1"),
+    ("--turn-lanes", "1", "--tls.layout", "incoming"),
+    ("--sidewalks.guess", "--crossings.guess", "--turn-lanes", "1"),
+    ("--bikelanes.guess", "--turn-lanes", "1"),
+])
+def test_compatibility_follows_sumos_right_of_way(tmp_path, variant):
+    """(a) every state of the net's own program (greens and transitions) is compatible; (b) a minor link
+    that yields to its foe by the junction's response matrix may be active with it; (c) foes never shown
+    together with no yield relation conflict whatever the letters; yields is SUMO's response matrix."""
+    from controllers.monitor import ConflictMonitor
+    from simulation.sumo.programs import running_programs
+
+    net_file = _grid(tmp_path, "v", *variant)
+    net = compile_network(net_file)
+    run = running_programs(net_file)
+    for j in net.junctions:
+        C, Y = j.conflict_matrix(), j.yield_matrix()
+        foes, must_yield, mapped = _foes_and_response(net_file, j.id, j.n_links)
+        for a in mapped:
+            for b in mapped:
+                assert Y[a, b] == must_yield[a, b], (j.id, a, b)
+        states = [p.state for p in run.programs[j.id].phases]
+        act = np.array([[c in "GgyY" for c in s] for s in states])
+        for s in states:
+            assert ConflictMonitor(j).check(s), (j.id, s)
+        for a in range(j.n_links):
+            for b in range(a + 1, j.n_links):
+                shown = bool((act[:, a] & act[:, b]).any())
+                if a in mapped and b in mapped:
+                    assert C[a, b] == (foes[a, b] and not shown), (j.id, a, b)
+                if not C[a, b]:
+                    continue
+                s = ["r"] * j.n_links
+                s[a], s[b] = "G", "G"
+                assert not ConflictMonitor(j).check("".join(s))
+                s[a] = "g"
+                assert ConflictMonitor(j).check("".join(s)) == bool(Y[a, b]), (j.id, a, b)
+
+
+def test_a_pair_shown_only_in_a_transition_is_compatible(resco_dir, tmp_path):
+    """The net's transition states are compatible states: a foe of the green that ends, shown starting
+    (``G``) while that green is still yellow (``Y``), is no conflict (the monitor latched on such states)."""
+    from controllers.monitor import ConflictMonitor
+
+    sc = load_scenario(resco_dir / "ingolstadt1")
+    base = compile_network(sc).junctions[0]
+    C = base.conflict_matrix()
+    A, C2 = "GGgGrGGG", "rrrGGGrr"
+    a, b = next((x, y) for x in range(8) for y in range(8) if A[x] == "G" and C2[y] == "G" and C[x, y])
+    mid = ["r"] * 8
+    mid[a], mid[b] = "Y", "G"
+    mid = "".join(mid)
+    assert not ConflictMonitor(base).check(mid)  # not a state of the net's program: a conflict
+    phases = [(A, 38), ("yygyryyy", 3), (mid, 2), (C2, 37), ("rrryyyrr", 3)]
+    add = _gneJ207_add(tmp_path, phases)
+    j = compile_network(Scenario(sc.name, sc.sumocfg, sc.net_file, sc.route_files, [add], sc.begin,
+                                 sc.end)).junctions[0]
+    assert not j.conflict_matrix()[a, b]
+    assert ConflictMonitor(j).check(mid)
+
+
+def test_net_yellow_to_green_pairs(resco_dir):
+    """ingolstadt1's own program takes links 0 and 1 from yellow straight to green: the pair of states is
+    in the spec (tlscheck and the monitor accept exactly these)."""
+    j = compile_network(resco_dir / "ingolstadt1").junctions[0]
+    assert ("yygyryyy", "GGGrrrrr") in j.net_yellow_to_green
+    assert all(any(x in "yY" and y in "Gg" for x, y in zip(p, q)) for p, q in j.net_yellow_to_green)
