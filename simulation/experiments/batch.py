@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
+import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,9 @@ def check_request(scenario: Path, policies: list[str], transport: str = "inproc"
         raise RequestError(f"--end {end:g} is not after the scenario's begin ({scn.begin:g} s, "
                            f"{_clock(scn.begin)}): --end is a simulation time, not a duration")
     rep = CompileReport()
-    net = compile_network(scn, report=rep)  # a net without traffic lights fails here, before any run
+    with warnings.catch_warnings():  # what compiling noticed is in the report, not on stderr
+        warnings.simplefilter("ignore")
+        net = compile_network(scn, report=rep)  # a net without traffic lights fails here, before any run
     if local_plan is not None:
         from controllers.localplan import PlanError, load_plan
 

@@ -404,6 +404,10 @@ def scenario_notes(compiled: Any, gui_only: Sequence[str] = ()) -> list[str]:
         out.append(f"Options only sumo-gui knows are left out of the runs: {', '.join(gui_only)}.")
     if compiled is None:
         return out
+    if compiled.skipped_tls:
+        from simulation.sumo.netcompile import skipped_summary
+
+        out.append(f"Lights Lintas leaves to SUMO's own program: {skipped_summary(compiled.skipped_tls)}.")
     types: dict[str, list[str]] = {}
     for tls, kind in sorted(compiled.program_type.items()):
         types.setdefault(kind or "static", []).append(tls)

@@ -387,8 +387,8 @@ GAME_EXCLUDED: dict[str, str] = {
     "DRT": _DRT,
     "DRT2": _DRT,
     "DRT_demo": _DRT,
-    "rail": "railway game: its 'lights' are rail switches the player flips (one link each, 86400 s phases "
-            "r and G), trains only",
+    "rail": "railway game: its lights are railway signals (trains only), which Lintas leaves to SUMO, so "
+            "lintas simulate refuses it in one line (no traffic light Lintas can control)",
     "rail_demo": "railway demo: the net has no traffic light",
 }
 

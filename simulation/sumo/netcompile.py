@@ -303,6 +303,31 @@ def _report_intervals(rep: CompileReport, spec: JunctionSpec, gs: dict, cfg: Tim
                 rep.lengthened.append({**base, "what": "all-red", "links": [], "net": 0.0, "shown": seg.duration})
 
 
+def skipped_summary(skipped: dict[str, str]) -> str:
+    """``{light: why}`` in a line: the lights grouped by reason (at most five named per reason)."""
+    by_why: dict[str, list[str]] = {}
+    for tls, why in skipped.items():
+        by_why.setdefault(why, []).append(tls)
+    return "; ".join(f"{', '.join(ids[:5])}{f' and {len(ids) - 5} more' if len(ids) > 5 else ''}: {why}"
+                     for why, ids in by_why.items())
+
+
+#: vehicle classes of railways: a light whose every link carries only these is a railway signal, not Lintas'
+RAIL_CLASSES = frozenset({"rail", "rail_urban", "rail_electric", "rail_fast", "cable_car", "subway"})
+
+
+def _rail_only(by_index: dict[int, list]) -> bool:
+    """True when every connection a light controls leaves a lane that only trains may use."""
+    conns = [c for cs in by_index.values() for c in cs]
+    if not conns:
+        return False
+    for c in conns:
+        allowed = getattr(c.getFromLane(), "_allowed", None)
+        if allowed is None or not set(allowed) or not set(allowed) <= RAIL_CLASSES:
+            return False
+    return True
+
+
 def _collect_links(net) -> dict[str, dict[int, list]]:
     """tls id -> link index -> [Connection] over every connection of the net (linkIndex2 too)."""
     out: dict[str, dict[int, list]] = {}
@@ -405,8 +430,12 @@ def compile_network(
             rep.duplicate_greens[tid] = gs["n_dup"]
 
         # links
-        lk = [_Link(i) for i in range(n_links)]
         by_index = links_by_tls.get(tid, {})
+        if _rail_only(by_index):
+            rep.skipped_tls[tid] = "a railway signal (trains only): left to SUMO's own program"
+            warnings.warn(f"{net_file.name}: traffic light {tid} guards rail only; left to SUMO", stacklevel=2)
+            continue
+        lk = [_Link(i) for i in range(n_links)]
         uncovered = []
         for i in range(n_links):
             conns = by_index.get(i, [])
@@ -493,7 +522,8 @@ def compile_network(
         _report_intervals(rep, junctions[-1], gs, cfg)
 
     if not junctions:
-        raise ScenarioError(f"{net_file}: net has no usable traffic lights ({', '.join(rep.skipped_tls)})")
+        raise ScenarioError(f"{net_file}: net has no traffic light Lintas can control "
+                            f"({skipped_summary(rep.skipped_tls)})")
 
     # incoming controlled lanes
     lane_ids: list[str] = []

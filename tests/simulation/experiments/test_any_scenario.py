@@ -103,6 +103,19 @@ def test_a_scenario_with_every_light_off_is_one_line(tmp_path):
     assert r.returncode == 2 and len(lines) == 1 and "option 'tls.all-off' switches every traffic light off" in lines[0]
 
 
+def test_railway_signals_are_left_to_sumo(tmp_path):
+    """The wheel's railway game: every light guards trains only; Lintas controls road signals, so it says so in one
+    line instead of cycling railway switches under moving trains."""
+    from simulation.proofs.zoo import stage_game_scenarios
+
+    stage_game_scenarios(tmp_path / "game")  # a copy: runs never write into the installed wheel
+    rail = tmp_path / "game" / "rail.sumocfg"
+    r, _ = simulate(rail, tmp_path / "w", "-p", "fixed")
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "no traffic light Lintas can control" in lines[0] and "a railway signal (trains only)" in lines[0]
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--end", "100"], "--end 100 is not after the scenario's begin (3600 s"),
     (["--sumo-arg=--tripinfo-output", "--sumo-arg=x.xml"], "--sumo-arg --tripinfo-output: Lintas sets"),
