@@ -175,7 +175,9 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_runs(tmp_path):
     p = subprocess.Popen(
         lintas_argv("simulate", str(DEMO), "-p", "sumo-static", "-p", "fixed", "-p", "maxpressure", "--jobs", "1",
                     "--end", "1800", "--json", str(out), "--work-dir", str(work), "-q"),
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as from a terminal: a test run started in the background (cmd &) would hand SIGINT down ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = work / "runs" / "bunda_kota" / "sumo-static-seed1" / "tripinfo.xml"
     t0 = time.monotonic()
     while not (first.exists() and first.read_text().rstrip().endswith("</tripinfos>")):
