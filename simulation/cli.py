@@ -43,14 +43,14 @@ def _err(message: str) -> None:
     typer.echo(f"lintas: {message}", err=True)
 
 
-#: exit code of simulate/demo when a run finished with a latched fault or a collision (results are written)
+#: exit code of simulate/demo when a run finished with a latched fault, a collision or a lock (results are written)
 EXIT_UNSAFE = 3
 
 
 def _finish(scenario_name: str, runs: list[dict], json_file: Path | None, report_dir: Path | None,
             compiled=None, gui_only: list[str] | None = None) -> bool:
     """Print the table, the scenario's notes and the problems, write the JSON and the report; True when a run
-    had a latched fault or a collision."""
+    had a latched fault, a collision or a lock."""
     from rich.console import Console
 
     from simulation.experiments.batch import runs_document
@@ -74,7 +74,8 @@ def _finish(scenario_name: str, runs: list[dict], json_file: Path | None, report
         _err(f"note: {line.split(' (listed below)')[0]}")
     for line in problems(runs):
         _err(line)
-    return any((r.get("faults") or 0) > 0 or (r.get("collisions") or 0) > 0 for r in runs)
+    return any((r.get("faults") or 0) > 0 or (r.get("collisions") or 0) > 0 or (r.get("locks") or 0) > 0
+               for r in runs)
 
 
 PolicyOpt = Annotated[list[str], typer.Option("--policy", "-p", help="Policy to run; repeat for several.")]
@@ -82,8 +83,8 @@ PolicyOpt = Annotated[list[str], typer.Option("--policy", "-p", help="Policy to 
 
 @app.command(help="Run SUMO closed-loop comparisons. Example: lintas simulate ../shared/scenarios/resco/cologne1 "
              "-p sumo-static -p fixed -p maxpressure --seeds 3 --json out/c1.json --report out/c1. Exit codes: 0 "
-             "every run finished clean, 1 a run failed, 2 bad input, 3 a run had a latched fault or a collision "
-             "(the results are written all the same), 130 interrupted.")
+             "every run finished clean, 1 a run failed, 2 bad input, 3 a run had a latched fault, a collision or a "
+             "lock (the results are written all the same), 130 interrupted.")
 def simulate(
     scenario: Annotated[Path, typer.Argument(help=".sumocfg file or a folder holding one")],
     policy: PolicyOpt = ["maxpressure"],  # noqa: B006

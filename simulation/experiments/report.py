@@ -3,7 +3,8 @@
 A *run* is a dict with the keys ``policy``, ``seed``, ``delay_s``, ``trip_duration_s``,
 ``waiting_s``, ``queue_veh``, ``throughput_veh``, ``teleports``, ``collisions``, ``vehicles`` and
 optionally ``delay_by_arrival`` (list of ``[bin start, mean delay]``) and ``queue_by_junction``
-(dict junction -> mean halting vehicles); ``RunMetrics.to_dict()`` plus policy and seed is one.
+(dict junction -> mean halting vehicles), ``faults``, ``locks`` and ``lock_events`` (the lock episodes of
+``simulation.sumo.locks``); ``RunMetrics.to_dict()`` plus policy and seed is one.
 Missing or ``None``/NaN values (e.g. no queue samples) are left out of the means.
 
 All numbers in the tables come from :func:`summarize` (mean and sample standard deviation over
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulation.sumo.locks import LOCK_S
 from simulation.sumo.tools import sumo_version
 
 __all__ = [
@@ -50,13 +52,14 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("collisions", "Collisions", 1),
     ("never_inserted", "Never inserted", 1),
     ("faults", "Faults", 1),
+    ("locks", "Locks", 1),
 )
 
 #: columns where anything above zero is a problem the reader must see (red in the HTML, listed under Problems)
-TROUBLE_KEYS = ("teleports", "collisions", "never_inserted", "faults")
+TROUBLE_KEYS = ("teleports", "collisions", "never_inserted", "faults", "locks")
 
 _FALLBACK_BASELINES = ("sumo-static", "fixed")
-_COUNT_KEYS = frozenset({"throughput_veh", "teleports", "collisions", "never_inserted", "faults"})
+_COUNT_KEYS = frozenset({"throughput_veh", "teleports", "collisions", "never_inserted", "faults", "locks"})
 _DASH = "–"
 
 
@@ -447,7 +450,8 @@ def _changes_table(compiled: Any, limit: int = 200) -> tuple[list[str], list[lis
 
 def problems(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     """One line per run and problem: a junction that latched a fault (and was left all red), collisions,
-    teleports, vehicles never inserted. Empty when every run was clean."""
+    teleports, vehicles never inserted, and one line per lock episode (simulation/sumo/locks.py). Empty when every
+    run was clean."""
     out: list[str] = []
     for r in runs:
         who = f"{r.get('policy')} seed {r.get('seed')}"
@@ -463,6 +467,16 @@ def problems(runs: Sequence[Mapping[str, Any]]) -> list[str]:
             n = _num(r.get(key))
             if n:
                 out.append(f"{who}: {n:.0f} {what}")
+        events = r.get("lock_events") or []
+        for e in events:
+            line = (f"{who}: lane {e['lane']} of junction {e['junction']} locked from {float(e['since']):g} s "
+                    f"(no vehicle left for {LOCK_S:g} s with {float(e['green_s']):g} s of green)")
+            if e.get("until") is not None:
+                line += f"; a vehicle left again at {float(e['until']):g} s"
+            out.append(line)
+        n = _num(r.get("locks"))
+        if n and not events:
+            out.append(f"{who}: {n:.0f} locks")
     return out
 
 
@@ -553,7 +567,7 @@ def write_report(
         ("Step length", ", ".join(steps) if steps else _DASH),
     ]
     trouble = problems(runs)
-    ok_line = "None: no latched fault, collision, teleport or vehicle left uninserted."
+    ok_line = "None: no latched fault, collision, teleport, lock or vehicle left uninserted."
     notes = scenario_notes(compiled, gui_only)
     changes = _changes_table(compiled) if compiled is not None and (compiled.lengthened or compiled.shortened) else None
     settings = [(str(k), v if isinstance(v, str) else json.dumps(_jsonable(v))) for k, v in (extra or {}).items()]

@@ -34,6 +34,7 @@ from simulation.experiments import metrics
 from simulation.experiments.policies import LINTAS_POLICIES, SUMO_POLICIES
 from simulation.sumo import baselines
 from simulation.sumo.field import SumoField
+from simulation.sumo.locks import LockWatch
 from simulation.sumo.netcompile import compile_for_run
 from simulation.sumo.options import sumo_command
 from simulation.sumo.outputs import sumo_output_args
@@ -50,7 +51,7 @@ RUN_KEYS = ("delay_s", "trip_duration_s", "waiting_s", "queue_veh", "throughput_
 
 EXTRA_KEYS = ("wall_s", "transport", "step_length", "dead_detectors", "co2_kg", "commands_sent",
               "commands_accepted", "commands_refused", "faults", "fault_junctions", "failsafe_s", "fallbacks",
-              "dropped_messages", "random_demand")
+              "dropped_messages", "random_demand", "locks", "lock_events")
 SUMO_LOG = "sumo.log"  # in each run's folder: what SUMO (and the run) wrote to stderr
 TLS_STATES = "tls_states.xml"  # in each run's folder with RunSpec.save_tls_states: SUMO's SaveTLSStates record
 
@@ -123,11 +124,12 @@ def run_one(spec: RunSpec, progress=None) -> dict:
             field_.start(args)
             begin = field_.time()
             step_length = field_.step_length
+            locks = LockWatch(field_.conn, [j.id for j in net.junctions])  # SUMO's truth, every run alike
             if spec.policy in SUMO_POLICIES:
-                queue = _run_sumo_alone(field_, begin, end, progress)
+                queue = _run_sumo_alone(field_, locks, begin, end, progress)
                 loop_stats: dict = {}
             else:
-                queue, loop_stats = _run_closed_loop(field_, net, spec, begin, end, progress)
+                queue, loop_stats = _run_closed_loop(field_, locks, net, spec, begin, end, progress)
         finally:
             field_.close()
     wall = time.perf_counter() - wall0
@@ -150,6 +152,8 @@ def run_one(spec: RunSpec, progress=None) -> dict:
         else None,
         "delay_by_arrival": res.delay_by_arrival,
         "queue_by_junction": res.queue_by_junction,
+        "locks": locks.locks,  # lanes that stood still through green (simulation/sumo/locks.py)
+        "lock_events": locks.events,
         **loop_stats,
     }
     return rec
@@ -180,13 +184,14 @@ def _sumo_messages(log_path: Path) -> Iterator[None]:
         os.close(saved)
 
 
-def _run_sumo_alone(field_: SumoField, begin: float, end: float, progress) -> list:
+def _run_sumo_alone(field_: SumoField, locks: LockWatch, begin: float, end: float, progress) -> list:
     import numpy as np
 
     samples = []
     t = begin
     while t < end:
         field_.read(t)
+        locks.sample(t)
         samples.append(field_.queues())
         t = field_.advance(t + TICK)
         if progress is not None and int(t - begin) % 60 == 0:
@@ -313,7 +318,8 @@ class City:
         self.ctx.term()
 
 
-def _run_closed_loop(field_: SumoField, net: Network, spec: RunSpec, begin: float, end: float, progress):
+def _run_closed_loop(field_: SumoField, locks: LockWatch, net: Network, spec: RunSpec, begin: float, end: float,
+                     progress):
     import numpy as np
 
     city = City(net, spec, field_)
@@ -328,6 +334,7 @@ def _run_closed_loop(field_: SumoField, net: Network, spec: RunSpec, begin: floa
         step = 0
         while t < end:
             batch = field_.read(t)
+            locks.sample(t)
             states = city.tick(t, step, batch, wait=max(30.0, 4 * spec.lockstep_wait))
             for jid, st in states.items():
                 latched = st.mode == Mode.FAILSAFE

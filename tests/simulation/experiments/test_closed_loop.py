@@ -32,7 +32,7 @@ def test_short_run_on_each_transport(tmp_path, transport):
     assert run["transport"] == transport
     assert run["vehicles"] > 100 and run["throughput_veh"] > 20
     assert run["commands_sent"] > 0 and run["commands_accepted"] == run["commands_sent"]
-    assert run["faults"] == 0 and run["fallbacks"] == 0 and run["collisions"] == 0
+    assert run["faults"] == 0 and run["fallbacks"] == 0 and run["collisions"] == 0 and run["locks"] == 0
     assert set(FIGURES) <= set(run)
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from simulation.experiments.report import (
     format_table,
+    problems,
     resolve_baseline,
     summarize,
     table_markdown,
@@ -66,7 +67,7 @@ def test_table_markdown_numbers(runs: list[dict]) -> None:
     header = [c.strip() for c in md.splitlines()[0].strip("|").split("|")]
     assert header == ["Policy", "Seeds", "Delay (s)", "Trip duration (s)", "Waiting (s)", "Stops (per veh)",
                       "Queue (veh)", "Throughput (veh)", "Teleports", "Collisions", "Never inserted", "Faults",
-                      "Delay vs sumo-static"]
+                      "Locks", "Delay vs sumo-static"]
     rows = _rows(md)
     static, mp = rows["sumo-static"], rows["maxpressure"]
     assert static[1] == "2"
@@ -77,13 +78,13 @@ def test_table_markdown_numbers(runs: list[dict]) -> None:
     assert static[6] == "5.00 ± 1.41"
     assert static[7] == "1998.0 ± 2.8"
     assert static[8] == "0.0 ± 0.0"
-    assert static[12] == "baseline"
+    assert static[13] == "baseline"
     assert mp[2] == "31.5 ± 2.1"
     assert mp[5] == "1.55 ± 0.07"
     assert mp[6] == "2.50 ± 0.71"
     assert mp[8] == "0.5 ± 0.7"
     assert mp[9] == "1.0 ± 1.4"
-    assert mp[12] == "-25.0%"
+    assert mp[13] == "-25.0%"
 
 
 def test_baseline_fallbacks(runs: list[dict]) -> None:
@@ -93,13 +94,13 @@ def test_baseline_fallbacks(runs: list[dict]) -> None:
     assert resolve_baseline(["maxpressure", "sumo-static"], "maxpressure") == "maxpressure"
     # explicit baseline
     rows = _rows(table_markdown(runs, baseline_policy="maxpressure"))
-    assert rows["maxpressure"][12] == "baseline"
-    assert rows["sumo-static"][12] == f"{(42.0 - 31.5) / 31.5 * 100:+.1f}%"
+    assert rows["maxpressure"][13] == "baseline"
+    assert rows["sumo-static"][13] == f"{(42.0 - 31.5) / 31.5 * 100:+.1f}%"
     # "fixed" is the net's program when sumo-static is absent; no baseline at all gives a dash
     fixed = [dict(r, policy="fixed") if r["policy"] == "sumo-static" else r for r in runs]
     assert "Delay vs fixed" in table_markdown(fixed)
     only = [r for r in runs if r["policy"] == "maxpressure"]
-    assert _rows(table_markdown(only))["maxpressure"][12] == "–"
+    assert _rows(table_markdown(only))["maxpressure"][13] == "–"
 
 
 def test_missing_queue_and_single_seed() -> None:
@@ -108,7 +109,7 @@ def test_missing_queue_and_single_seed() -> None:
     rows = _rows(table_markdown(r))
     assert rows["fixed"][2] == "50.0"  # one seed: no std
     assert rows["fixed"][6] == "–"  # no queue samples
-    assert rows["x"][12] == "-20.0%"
+    assert rows["x"][13] == "-20.0%"
 
 
 def test_format_table_matches_markdown(runs: list[dict]) -> None:
@@ -148,3 +149,19 @@ def test_write_report_without_series(tmp_path: Path) -> None:
     paths = write_report("tiny", r, tmp_path)
     assert paths["delay_over_time"].read_bytes()[:8] == PNG_MAGIC
     assert paths["queue_per_junction"].read_bytes()[:8] == PNG_MAGIC
+
+
+def test_each_lock_is_a_problem_line_and_a_red_cell(runs: list[dict], tmp_path: Path) -> None:
+    ev = [{"junction": "J1", "lane": "a_0", "since": 120.0, "at": 420.0, "until": None, "green_s": 84.0},
+          {"junction": "J2", "lane": "b_1", "since": 30.5, "at": 600.0, "until": 655.0, "green_s": 30.0}]
+    locked = [*runs, dict(runs[0], policy="adaptive", seed=3, locks=2, lock_events=ev)]
+    assert problems(locked)[-2:] == [
+        "adaptive seed 3: lane a_0 of junction J1 locked from 120 s (no vehicle left for 300 s with 84 s of green)",
+        "adaptive seed 3: lane b_1 of junction J2 locked from 30.5 s (no vehicle left for 300 s with 30 s of green);"
+        " a vehicle left again at 655 s",
+    ]
+    assert not any("locked" in p for p in problems(runs))
+    rows = _rows(table_markdown(locked))
+    assert rows["adaptive"][12] == "2.0" and rows["sumo-static"][12] == "–"  # runs without the key: no figure
+    html = write_report("x", locked, tmp_path)["html"].read_text()
+    assert 'class="num bad">2.0</td>' in html and "lane a_0 of junction J1 locked from 120 s" in html
