@@ -26,6 +26,23 @@ How SUMO 1.28 writes those cases (checked by running it):
 ``scheduled_departures`` expands the route files the way SUMO loads them (vehicles, trips and
 deterministic flows; see its docstring), so the set of vehicles the mean runs over does not depend
 on what the simulation happened to insert.
+
+Bicycles are vehicles (``vClass="bicycle"``, a ``<tripinfo>`` like a car's) and stay in ``delay_s``, as in
+RESCO, whose figures average every ``<tripinfo>`` of the file whatever its class (its maps have no bicycles
+and no persons, so this changes nothing there). Beside it, where the scenario has them:
+
+* ``bike_delay_s``: the same RESCO delay over the scheduled vehicles of a bicycle type only (which types are
+  bicycles: :func:`bicycle_demand`, from the scenario's ``<vType vClass=...>``; a vehicle that departed is
+  judged by the ``vType`` its tripinfo names), ``bicycles`` how many;
+* ``ped_delay_s``: per person, the sum of the ``timeLoss`` of its ``<walk>`` stages, mean over the persons
+  with a walk (``persons``). SUMO 1.28's walk ``timeLoss`` is ``duration - routeLength / maxSpeed``
+  (checked on every walk of a run: within 1.5 s, whatever the ``waitingTime``), so it already holds the time
+  spent waiting at crossings, as a vehicle's timeLoss holds its time standing at red; adding ``waitingTime``
+  would count the wait twice. A walk still going at the end has ``arrival="-1"``, ``routeLength="-1"`` and
+  ``timeLoss="0.00"`` (SUMO computes it on arrival only): it is charged its ``waitingTime`` so far, a lower
+  bound, and the person counts in ``persons_unfinished``. Stages not begun at the end are not written;
+* ``ped_wait_max_s``: the longest ``waitingTime`` of any one walk (finished or not). It is the walk's total
+  standing time, over every crossing on its way, so the longest wait at any single crossing is at most this.
 """
 
 from __future__ import annotations
@@ -46,7 +63,9 @@ from simulation.sumo.scenario import parse_sumo_time
 
 __all__ = [
     "DELAY_BIN_S",
+    "Bicycles",
     "RunMetrics",
+    "bicycle_demand",
     "compute_metrics",
     "scheduled_departures",
 ]
@@ -248,6 +267,67 @@ def scheduled_departures(
 
 
 # --------------------------------------------------------------------------------------------
+# bicycles
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bicycles:
+    """Which vehicles of a scenario are bicycles (``vClass="bicycle"``), from :func:`bicycle_demand`."""
+
+    types: frozenset[str] = frozenset({"DEFAULT_BIKETYPE"})  # vType ids (and distributions of them only)
+    vehicles: frozenset[str] = frozenset()  # ids of the route files' vehicles and trips of such a type
+    flows: frozenset[str] = frozenset()  # ids of flows of such a type (their vehicles are "<flow>.<n>")
+
+    def of(self, vid: str, vtype: str | None = None) -> bool:
+        """True for a bicycle: by the ``vType`` its tripinfo names when given, else by the route files."""
+        if vtype:
+            return vtype in self.types
+        return vid in self.vehicles or vid.rpartition(".")[0] in self.flows
+
+
+def bicycle_demand(route_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+                   additional_files: Iterable[str | os.PathLike[str]] = ()) -> Bicycles:
+    """The bicycle types of the scenario (``<vType vClass="bicycle">`` in its route and additional files, SUMO's
+    ``DEFAULT_BIKETYPE`` unless redefined, and each ``<vTypeDistribution>`` whose every member is one) and the
+    vehicles, trips and flows of the route files that are of one."""
+    classes: dict[str, str] = {"DEFAULT_BIKETYPE": "bicycle"}
+    dists: dict[str, list[str]] = {}
+    typed: dict[str, str] = {}  # vehicle / trip id -> type
+    flow_typed: dict[str, str] = {}  # flow id -> type
+    for path in [*_route_file_list(route_files), *(Path(p) for p in additional_files)]:
+        open_dists: list[str] = []
+        with open_xml(path) as fh:
+            for event, elem in ET.iterparse(fh, events=("start", "end")):
+                tag, attrs = elem.tag, elem.attrib
+                if tag == "vTypeDistribution":
+                    if event == "start":
+                        did = attrs.get("id", "")
+                        open_dists.append(did)
+                        dists.setdefault(did, []).extend(attrs.get("vTypes", "").replace(",", " ").split())
+                    else:
+                        open_dists.pop()
+                        elem.clear()
+                    continue
+                if event == "end":
+                    if tag in _VEHICLE_TAGS or tag in ("flow", "person", "personFlow", "route"):
+                        elem.clear()
+                    continue
+                if tag == "vType" and "id" in attrs:
+                    classes[attrs["id"]] = attrs.get("vClass", "passenger")
+                    if open_dists:
+                        dists[open_dists[-1]].append(attrs["id"])
+                elif tag in _VEHICLE_TAGS and "id" in attrs:
+                    typed[attrs["id"]] = attrs.get("type", "DEFAULT_VEHTYPE")
+                elif tag == "flow" and "id" in attrs:
+                    flow_typed[attrs["id"]] = attrs.get("type", "DEFAULT_VEHTYPE")
+    types = {t for t, c in classes.items() if c == "bicycle"}
+    types |= {d for d, members in dists.items() if members and all(m in types for m in members)}
+    return Bicycles(types=frozenset(types), vehicles=frozenset(v for v, t in typed.items() if t in types),
+                    flows=frozenset(f for f, t in flow_typed.items() if t in types))
+
+
+# --------------------------------------------------------------------------------------------
 # metrics
 # --------------------------------------------------------------------------------------------
 
@@ -292,6 +372,13 @@ class RunMetrics:
     emergency_braking: int = 0
     vehicles_by_arrival: list[tuple[float, int]] = field(default_factory=list)
     queue_over_time: list[tuple[float, float]] = field(default_factory=list)
+    # pedestrians and bicycles (module docstring); NaN where the run had none
+    persons: int = 0  # persons with a walk stage
+    persons_unfinished: int = 0  # of them, still walking at the end (charged their waiting so far)
+    ped_delay_s: float = math.nan  # mean over persons of their walks' timeLoss (waiting at crossings included)
+    ped_wait_max_s: float = math.nan  # longest waitingTime of one walk
+    bicycles: int = 0  # scheduled vehicles of a bicycle type (they are in `vehicles` and `delay_s` too)
+    bike_delay_s: float = math.nan  # RESCO delay of the bicycles
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (NaN -> None, tuples -> lists); the keys ``write_report`` reads."""
@@ -304,14 +391,43 @@ class RunMetrics:
         return d
 
 
-def _iter_tripinfos(tripinfo_xml: str | os.PathLike[str]) -> Iterable[dict[str, str]]:
+def _iter_tripinfos(tripinfo_xml: str | os.PathLike[str],
+                    walks: list[list[dict[str, str]]] | None = None) -> Iterable[dict[str, str]]:
+    """The ``<tripinfo>`` attributes; with ``walks``, each ``<personinfo>``'s ``<walk>`` stages are appended to it
+    (one list per person, in the file's order)."""
     with open_xml(tripinfo_xml) as fh:
         for _event, elem in ET.iterparse(fh, events=("end",)):
             if elem.tag == "tripinfo":
                 yield dict(elem.attrib)
                 elem.clear()
             elif elem.tag == "personinfo" or elem.tag == "containerinfo":
+                if walks is not None and elem.tag == "personinfo":
+                    walks.append([dict(w.attrib) for w in elem.findall("walk")])
                 elem.clear()
+
+
+def _walk_figures(persons: Sequence[Sequence[Mapping[str, str]]]) -> dict[str, Any]:
+    """``persons``, ``persons_unfinished``, ``ped_delay_s`` and ``ped_wait_max_s`` of the persons' walks (module
+    docstring); the two figures are NaN when no person walked."""
+    delays: list[float] = []
+    wait_max = math.nan
+    unfinished = 0
+    for stages in persons:
+        if not stages:
+            continue
+        loss, going = 0.0, False
+        for w in stages:
+            wait = float(w.get("waitingTime", "0"))
+            if float(w.get("arrival", "-1")) >= 0:
+                loss += float(w.get("timeLoss", "0"))
+            else:  # still walking: SUMO writes timeLoss 0 until arrival; the waiting so far is certain
+                loss += wait
+                going = True
+            wait_max = wait if math.isnan(wait_max) else max(wait_max, wait)
+        delays.append(loss)
+        unfinished += going
+    return {"persons": len(delays), "persons_unfinished": unfinished,
+            "ped_delay_s": sum(delays) / len(delays) if delays else math.nan, "ped_wait_max_s": wait_max}
 
 
 def _unscheduled_departures(tripinfo_xml: str | os.PathLike[str], scheduled: Mapping[str, float],
@@ -340,6 +456,7 @@ def compute_metrics(
     bin_s: float = DELAY_BIN_S,
     sample_times: Sequence[float] | np.ndarray | None = None,
     unscheduled: bool = False,
+    bicycles: Bicycles | None = None,
 ) -> RunMetrics:
     """The RESCO metric and companions for one run.
 
@@ -367,6 +484,10 @@ def compute_metrics(
     a vehicle not in it counts too, scheduled at ``depart - departDelay`` (SUMO writes the ones it generated
     but never inserted when run with ``--tripinfo-output.write-undeparted``: depart -1, departDelay = end -
     scheduled depart).
+
+    ``bicycles``: which vehicles are bicycles (:func:`bicycle_demand`; default: SUMO's ``DEFAULT_BIKETYPE``
+    only), for ``bicycles`` and ``bike_delay_s``; the persons' walks give ``persons``, ``persons_unfinished``,
+    ``ped_delay_s`` and ``ped_wait_max_s`` (module docstring).
     """
     if unscheduled:
         scheduled = {**scheduled, **_unscheduled_departures(tripinfo_xml, scheduled, end)}
@@ -385,12 +506,17 @@ def compute_metrics(
     time_loss = np.full(n, np.nan)
     depart_delay = np.full(n, np.nan)
     unscheduled = 0
+    bikes = bicycles if bicycles is not None else Bicycles()
+    bike = np.fromiter((bikes.of(v) for v in ids), dtype=bool, count=n)  # by the route files; tripinfo below
+    walks: list[list[dict[str, str]]] = []
 
-    for ti in _iter_tripinfos(tripinfo_xml):
+    for ti in _iter_tripinfos(tripinfo_xml, walks):
         i = index.get(ti.get("id", ""))
         if i is None:
             unscheduled += 1
             continue
+        if ti.get("vType"):
+            bike[i] = bikes.of(ti["id"], ti["vType"])
         dep = float(ti.get("depart", "-1"))
         if dep < 0:  # --tripinfo-output.write-undeparted entry: never inserted
             continue
@@ -479,6 +605,9 @@ def compute_metrics(
         emergency_braking=int(stats.get("emergency_braking", 0)),
         vehicles_by_arrival=vehicles_by_arrival,
         queue_over_time=queue_over_time,
+        bicycles=int(bike.sum()),
+        bike_delay_s=float(delay[bike].mean()) if bike.any() else math.nan,
+        **_walk_figures(walks),
     )
 
 

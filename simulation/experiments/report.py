@@ -4,7 +4,9 @@ A *run* is a dict with the keys ``policy``, ``seed``, ``delay_s``, ``trip_durati
 ``waiting_s``, ``queue_veh``, ``throughput_veh``, ``teleports``, ``collisions``, ``vehicles`` and
 optionally ``delay_by_arrival`` (list of ``[bin start, mean delay]``) and ``queue_by_junction``
 (dict junction -> mean halting vehicles), ``faults``, ``locks`` and ``lock_events`` (the lock episodes of
-``simulation.sumo.locks``); ``RunMetrics.to_dict()`` plus policy and seed is one.
+``simulation.sumo.locks``), and the pedestrians' and bicycles' figures (``persons``, ``ped_delay_s``,
+``ped_wait_max_s``, ``bicycles``, ``bike_delay_s``: their columns appear only when a run has a value);
+``RunMetrics.to_dict()`` plus policy and seed is one.
 Missing or ``None``/NaN values (e.g. no queue samples) are left out of the means.
 
 All numbers in the tables come from :func:`summarize` (mean and sample standard deviation over
@@ -27,9 +29,11 @@ from simulation.sumo.tools import sumo_version
 
 __all__ = [
     "COLUMNS",
+    "PED_BIKE_COLUMNS",
     "TROUBLE_KEYS",
     "PolicySummary",
     "Summary",
+    "columns_of",
     "format_table",
     "problems",
     "resolve_baseline",
@@ -54,6 +58,17 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("faults", "Faults", 1),
     ("locks", "Locks", 1),
 )
+
+#: columns shown right after the delay only when a run has a value (a scenario with persons, with bicycles)
+PED_BIKE_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("ped_delay_s", "Pedestrian delay (s)", 1),
+    ("ped_wait_max_s", "Pedestrian max wait (s)", 1),
+    ("bike_delay_s", "Bicycle delay (s)", 1),
+)
+
+#: counts beside "Vehicles" in the per-run table (and the facts), when their delay column is shown
+_PED_BIKE_COUNTS = (("persons", "Persons", "ped_delay_s"), ("persons_unfinished", "Still walking", "ped_delay_s"),
+                    ("bicycles", "Bicycles", "bike_delay_s"))
 
 #: columns where anything above zero is a problem the reader must see (red in the HTML, listed under Problems)
 TROUBLE_KEYS = ("teleports", "collisions", "never_inserted", "faults", "locks")
@@ -111,6 +126,7 @@ class PolicySummary:
 class Summary:
     baseline: str | None
     policies: list[PolicySummary] = field(default_factory=list)
+    columns: list[tuple[str, str, int]] = field(default_factory=lambda: list(COLUMNS))  # the ones shown
 
     def by_policy(self) -> dict[str, PolicySummary]:
         return {p.policy: p for p in self.policies}
@@ -129,8 +145,15 @@ def resolve_baseline(policies: Sequence[str], baseline_policy: str | None = "sum
     return None
 
 
+def columns_of(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, int]]:
+    """:data:`COLUMNS`, with each of :data:`PED_BIKE_COLUMNS` that a run has a value of right after the delay."""
+    extra = [c for c in PED_BIKE_COLUMNS if any(_num(r.get(c[0])) is not None for r in runs)]
+    return [COLUMNS[0], *extra, *COLUMNS[1:]]
+
+
 def summarize(runs: Sequence[Mapping[str, Any]], baseline_policy: str | None = "sumo-static") -> Summary:
-    """Per policy (in order of first appearance): mean ± sample std over seeds of every column."""
+    """Per policy (in order of first appearance): mean ± sample std over seeds of every column shown
+    (:func:`columns_of`)."""
     order: list[str] = []
     grouped: dict[str, list[Mapping[str, Any]]] = {}
     for run in runs:
@@ -141,13 +164,13 @@ def summarize(runs: Sequence[Mapping[str, Any]], baseline_policy: str | None = "
         grouped[pol].append(run)
 
     baseline = resolve_baseline(order, baseline_policy)
-    summary = Summary(baseline=baseline)
+    summary = Summary(baseline=baseline, columns=columns_of(runs))
     for pol in order:
         group = grouped[pol]
         mean: dict[str, float] = {}
         std: dict[str, float] = {}
         count: dict[str, int] = {}
-        for key, _title, _dec in COLUMNS:
+        for key, _title, _dec in summary.columns:
             vals = [v for v in (_num(r.get(key)) for r in group) if v is not None]
             mean[key], std[key] = _mean_std(vals)
             count[key] = len(vals)
@@ -195,12 +218,12 @@ def table_rows(
 ) -> tuple[list[str], list[list[str]]]:
     """Header and formatted cells of the comparison table (shared by every rendering)."""
     summary = runs if isinstance(runs, Summary) else summarize(runs, baseline_policy)
-    header = ["Policy", "Seeds", *(title for _k, title, _d in COLUMNS),
+    header = ["Policy", "Seeds", *(title for _k, title, _d in summary.columns),
               f"Delay vs {summary.baseline}" if summary.baseline else "Delay vs baseline"]
     rows = []
     for p in summary.policies:
         cells = [p.policy, str(p.n_runs)]
-        cells += [_fmt_mean_std(p.mean[k], p.std[k], d) for k, _t, d in COLUMNS]
+        cells += [_fmt_mean_std(p.mean[k], p.std[k], d) for k, _t, d in summary.columns]
         cells.append(_fmt_pct(p, summary.baseline))
         rows.append(cells)
     return header, rows
@@ -480,18 +503,22 @@ def problems(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     return out
 
 
-def _per_run_rows(runs: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    header = ["Policy", "Seed", *(t for _k, t, _d in COLUMNS), "Vehicles"]
+def _per_run_rows(runs: Sequence[Mapping[str, Any]],
+                  columns: Sequence[tuple[str, str, int]]) -> tuple[list[str], list[list[str]]]:
+    shown = {k for k, _t, _d in columns}
+    counts = [("vehicles", "Vehicles"), *((k, t) for k, t, delay in _PED_BIKE_COUNTS if delay in shown)]
+    header = ["Policy", "Seed", *(t for _k, t, _d in columns), *(t for _k, t in counts)]
     rows = []
     for r in runs:
         cells = [str(r["policy"]), str(r.get("seed", ""))]
-        for k, _t, d in COLUMNS:
+        for k, _t, d in columns:
             v = _num(r.get(k))
             if v is not None and k in _COUNT_KEYS and v == int(v):
                 d = 0  # a single run's count is a whole number
             cells.append(_DASH if v is None else f"{v:.{d}f}")
-        v = _num(r.get("vehicles"))
-        cells.append(_DASH if v is None else f"{v:.0f}")
+        for k, _t in counts:
+            v = _num(r.get(k))
+            cells.append(_DASH if v is None else f"{v:.0f}")
         rows.append(cells)
     return header, rows
 
@@ -514,6 +541,15 @@ _METRIC_NOTE = (
     "vehicles scheduled in the window. Trip duration: vehicles that arrived. Queue: halting "
     "vehicles on a signal's approaches, mean over steps and signals. Values are mean ± sample "
     "standard deviation over seeds; a negative delay change is better."
+)
+
+_PED_BIKE_NOTE = (
+    "Pedestrian delay: per person, the timeLoss of its walks (SUMO's walk timeLoss already holds the waiting at "
+    "crossings; a walk still going at the end is charged its waiting so far, a lower bound: see Still walking), "
+    "mean over the persons who walked. "
+    "Pedestrian max wait: the longest waitingTime of one walk, its standing time over every crossing on its way "
+    "(so no single crossing's wait was longer). Bicycle delay: the RESCO delay of the bicycles alone (vClass "
+    "bicycle; they are in the vehicle delay too, as in RESCO)."
 )
 
 
@@ -542,7 +578,9 @@ def write_report(
     summary = summarize(runs, baseline_policy)
     order = [p.policy for p in summary.policies]
     header, rows = table_rows(summary)
-    run_header, run_rows = _per_run_rows(runs)
+    run_header, run_rows = _per_run_rows(runs, summary.columns)
+    shown = {k for k, _t, _d in summary.columns}
+    note = _METRIC_NOTE + (" " + _PED_BIKE_NOTE if shown & {k for k, _t, _d in PED_BIKE_COLUMNS} else "")
 
     paths = {
         "markdown": out / "report.md",
@@ -562,6 +600,8 @@ def write_report(
         ("Policies", ", ".join(order)),
         ("Seeds", ", ".join(seeds)),
         ("Vehicles scheduled", ", ".join(vehicles) if vehicles else _DASH),
+        *((title, ", ".join(sorted({f"{v:.0f}" for r in runs if (v := _num(r.get(key))) is not None})))
+          for key, title, delay in _PED_BIKE_COUNTS if delay in shown and key != "persons_unfinished"),
         ("Baseline", summary.baseline or "none"),
         ("SUMO", sumo_version()),
         ("Step length", ", ".join(steps) if steps else _DASH),
@@ -576,7 +616,7 @@ def write_report(
     md = [f"# {scenario_name}: signal control comparison", ""]
     md += [f"- **{k}:** {v}" for k, v in facts]
     md += ["", "## Problems", ""] + ([f"- **{p}**" for p in trouble] or [ok_line])
-    md += ["", "## Results", "", _markdown_table(header, rows), "", f"_{_METRIC_NOTE}_", ""]
+    md += ["", "## Results", "", _markdown_table(header, rows), "", f"_{note}_", ""]
     md += ["## Delay over time", "", "![Delay by arrival time](delay_over_time.png)", ""]
     md += ["## Queue per junction", "", "![Queue per junction](queue_per_junction.png)", ""]
     md += ["## Per-run results", "", _markdown_table(run_header, run_rows, right_from=2), ""]
@@ -596,7 +636,7 @@ def write_report(
     body += ["</ul>", "<h2>Problems</h2>"]
     body += (["<ul>", *(f'<li class="bad">{esc(p)}</li>' for p in trouble), "</ul>"] if trouble
              else [f"<p>{esc(ok_line)}</p>"])
-    body += ["<h2>Results</h2>", _html_table(header, rows), f'<p class="note">{esc(_METRIC_NOTE)}</p>']
+    body += ["<h2>Results</h2>", _html_table(header, rows), f'<p class="note">{esc(note)}</p>']
     body += ["<h2>Delay over time</h2>", '<img src="delay_over_time.png" alt="Delay by arrival time">']
     body += ["<h2>Queue per junction</h2>", '<img src="queue_per_junction.png" alt="Queue per junction">']
     body += ["<h2>Per-run results</h2>", _html_table(run_header, run_rows)]

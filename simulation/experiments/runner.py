@@ -49,9 +49,12 @@ TICK = 1.0  # s of simulated time per control tick, whatever SUMO's step length 
 RUN_KEYS = ("delay_s", "trip_duration_s", "waiting_s", "queue_veh", "throughput_veh", "teleports", "collisions",
             "vehicles", "never_inserted", "delay_max_s", "stops_per_veh")
 
+#: pedestrians and bicycles beside the vehicles (metrics.py's docstring): counts, and delays None where none
+PED_BIKE_KEYS = ("persons", "persons_unfinished", "ped_delay_s", "ped_wait_max_s", "bicycles", "bike_delay_s")
+
 EXTRA_KEYS = ("wall_s", "transport", "step_length", "dead_detectors", "co2_kg", "commands_sent",
               "commands_accepted", "commands_refused", "faults", "fault_junctions", "failsafe_s", "fallbacks",
-              "dropped_messages", "random_demand", "locks", "lock_events")
+              "dropped_messages", "random_demand", "locks", "lock_events", *PED_BIKE_KEYS)
 SUMO_LOG = "sumo.log"  # in each run's folder: what SUMO (and the run) wrote to stderr
 TLS_STATES = "tls_states.xml"  # in each run's folder with RunSpec.save_tls_states: SUMO's SaveTLSStates record
 
@@ -138,6 +141,7 @@ def run_one(spec: RunSpec, progress=None) -> dict:
     res = metrics.compute_metrics(
         run_dir / "tripinfo.xml", run_dir / "statistics.xml", sched, end, queue,
         junction_ids=[j.id for j in net.junctions], unscheduled=random_demand,
+        bicycles=metrics.bicycle_demand(scn.route_files, scn.additional_files),
     )
     rec = {
         "policy": spec.policy,
@@ -154,6 +158,7 @@ def run_one(spec: RunSpec, progress=None) -> dict:
         "queue_by_junction": res.queue_by_junction,
         "locks": locks.locks,  # lanes that stood still through green (simulation/sumo/locks.py)
         "lock_events": locks.events,
+        **{k: v for k, v in res.to_dict().items() if k in PED_BIKE_KEYS},  # NaN (none walked or cycled): None
         **loop_stats,
     }
     return rec

@@ -1,8 +1,9 @@
 """SUMO's output files that every run writes: which options write them, and reading its statistics.
 
 ``sumo_output_args(dir)`` asks SUMO for ``dir/tripinfo.xml`` (unfinished vehicles included, for the RESCO
-delay metric) and ``dir/statistics.xml`` (teleports, collisions, insertions); ``read_statistics`` reads
-the latter, for the run's metrics and for the safety check alike.
+delay metric; SUMO writes every person's ``<personinfo>`` with its walks there too, unfinished ones included
+with ``--tripinfo-output.write-unfinished``) and ``dir/statistics.xml`` (teleports, collisions, insertions);
+``read_statistics`` reads the latter, for the run's metrics and for the safety check alike.
 """
 
 from __future__ import annotations
