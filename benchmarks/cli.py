@@ -1,4 +1,4 @@
-"""The benchmarks' commands: ``lintas bench loop`` and ``lintas bench quality``.
+"""The benchmarks' commands: ``lintas bench loop``, ``lintas bench quality`` and ``lintas bench zoo``.
 
 Benchmarks print figures and ratios measured side by side in one run and write JSON (and Markdown) under
 ``benchmarks/results/``. Only typer is imported here; each command imports what it runs.
@@ -79,5 +79,56 @@ def bench_quality(
                    err=True)
         raise typer.Exit(130) from None
     md, js = quality.write(doc, out)
+    typer.echo(md.read_text())
+    typer.echo(f"wrote {md} and {js}")
+
+
+@app.command("zoo", help="The training zoo (grids, spiders, random nets, an arterial, isolated junctions, "
+             "roadworks; light, near-capacity and oversaturated demand) against SUMO's actuated and delay-based "
+             "controllers, side by side, with the targets of issue 14 (PASS/FAIL; exit 0 either way). "
+             "Example: lintas bench zoo --seeds 5")
+def bench_zoo(
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds 1..N (each writes its own demand and random nets)")] = 5,
+    level: Annotated[list[str] | None, typer.Option("--level", help="light | near | over; repeat "
+                                                                    "(default: all three)")] = None,
+    family: Annotated[list[str] | None, typer.Option("--family", help="A family of the zoo; repeat "
+                                                                      "(default: all)")] = None,
+    policy: Annotated[list[str] | None, typer.Option("--policy", "-p", help="Policy judged against SUMO's; "
+                                                                           "repeat (default: adaptive)")] = None,
+    out: Annotated[Path, typer.Option()] = Path("benchmarks/results"),
+    jobs: Annotated[int, typer.Option(min=1)] = JOBS,
+    resume: Annotated[bool, typer.Option(help="Reuse the finished runs kept under OUT/work/zoo-runs.json")] = False,
+    end: Annotated[float | None, typer.Option(help="Stop every run at this simulation time (s; a quick look: "
+                                                   "the zoo's runs end at 1500)")] = None,
+) -> None:
+    from benchmarks import zoo
+    from simulation.experiments.policies import ALL_POLICIES
+    from simulation.proofs.training import FAMILIES, LEVELS, ZooError
+
+    policies = policy or list(zoo.POLICIES)
+    for p in policies:
+        if p not in ALL_POLICIES:
+            raise CommandError(f"--policy: unknown policy '{p}' (choose from: {', '.join(ALL_POLICIES)})")
+        if p in zoo.BASELINES:
+            raise CommandError(f"--policy: {p} is one of the baselines every scenario runs; name another policy")
+    known = [f.name for f in FAMILIES]
+    for f in family or ():
+        if f not in known:
+            raise CommandError(f"--family: unknown family '{f}' (choose from: {', '.join(known)})")
+    for lv in level or ():
+        if lv not in LEVELS:
+            raise CommandError(f"--level: unknown level '{lv}' (choose from: {', '.join(LEVELS)})")
+    if end is not None and end <= 0:
+        raise CommandError(f"--end {end:g}: the zoo's runs begin at 0 s; give a simulation time after it")
+    try:
+        doc = zoo.run(out, seeds=seeds, families=family, levels=level, policies=policies, jobs=jobs, resume=resume,
+                      end=end, quiet=False, say=lambda msg: typer.echo(msg, err=True))
+    except KeyboardInterrupt:
+        typer.echo(f"lintas: interrupted; finished runs are kept in {out / 'work' / 'zoo-runs.json'} (use --resume)",
+                   err=True)
+        raise typer.Exit(130) from None
+    except ZooError as exc:
+        raise CommandError(str(exc)) from None
+    md, js = zoo.write(doc, out)
     typer.echo(md.read_text())
     typer.echo(f"wrote {md} and {js}")

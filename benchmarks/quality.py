@@ -1,6 +1,7 @@
 """Control quality: map x policy with mean and standard deviation over seeds, the change against
-sumo-static, the sensor-failure table, and waiting time, throughput and CO2 of adaptive against
-sumo-actuated. Every run goes through ``lintas simulate``'s runner (one fresh process per run).
+sumo-static, the sensor-failure table, waiting time, throughput and CO2 of adaptive against sumo-actuated,
+and the worst case (per map, adaptive's worst seed against sumo-actuated and every lock of its runs, with
+junction, lane and time). Every run goes through ``lintas simulate``'s runner (one fresh process per run).
 
     lintas bench quality [--seeds 5] [--other-seeds N] [--failure-seeds N] [--resume] [--map PATH ...]
                          [--out benchmarks/results]
@@ -11,12 +12,10 @@ Writes ``quality.md`` and ``quality.json`` under the output folder.
 from __future__ import annotations
 
 import json
-import os
-import platform
-import statistics
 import time
 from pathlib import Path
 
+from benchmarks.runs import RunCache, lock_episodes, lock_text, machine, mean_sd, slim, worst_seed
 from simulation.experiments.batch import simulate_runs
 from simulation.experiments.catalog import DEMO, resco_maps
 from simulation.experiments.policies import COMPARISON
@@ -35,13 +34,6 @@ def default_maps() -> list[Path]:
     return [*resco_maps(), DEMO]
 
 
-def _ms(vals: list[float]) -> tuple[float, float]:
-    vals = [v for v in vals if v is not None]
-    if not vals:
-        return float("nan"), float("nan")
-    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
-
-
 def _cache_key(name: str, label: str, policy: str, seed: int) -> str:
     return f"{name}|{label}|{policy}|{seed}"
 
@@ -54,8 +46,7 @@ def run(maps: list[Path], seeds: int, out: Path, *, policies=POLICIES, failures:
     kept in ``out/work/runs.json`` after each group; ``resume`` reuses them (same code assumed)."""
     other_seeds = seeds if other_seeds is None else other_seeds
     failure_seeds = seeds if failure_seeds is None else failure_seeds
-    cache_path = out / "work" / "runs.json"
-    cache: dict = json.loads(cache_path.read_text()) if resume and cache_path.exists() else {}
+    cache = RunCache(out / "work" / "runs.json", resume=resume)
 
     def runs_for(mp: Path, name: str, label: str, policy: str, n: int, **kw) -> list[dict]:
         keys = [_cache_key(name, label, policy, s) for s in range(1, n + 1)]
@@ -65,18 +56,13 @@ def run(maps: list[Path], seeds: int, out: Path, *, policies=POLICIES, failures:
             if interrupted:
                 raise KeyboardInterrupt
             for r in got:
-                r.pop("delay_by_arrival", None)
-                r.pop("queue_by_junction", None)
-                cache[_cache_key(name, label, policy, r["seed"])] = r
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            cache_path.write_text(json.dumps(cache, default=str))
-        return [cache[k] for k in keys if k in cache]
+                cache.put(_cache_key(name, label, policy, r["seed"]), r, save=False)
+            cache.save()
+        return [cache.runs[k] for k in keys if k in cache]
 
     doc: dict = {"benchmark": "quality", "seeds": seeds, "other_seeds": other_seeds, "failure_seeds": failure_seeds,
                  "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                 "machine": {"python": platform.python_version(), "node": platform.node(),
-                             "cpus": os.cpu_count()},
-                 "maps": {}, "failures": {}, "extra": {}}
+                 "machine": machine(), "maps": {}, "failures": {}, "extra": {}}
     simple = {"fixed", "actuated", "maxpressure"}
     for mp in maps:
         name = load_scenario(mp).name
@@ -84,7 +70,7 @@ def run(maps: list[Path], seeds: int, out: Path, *, policies=POLICIES, failures:
         for policy in policies:
             n = other_seeds if policy in simple else seeds
             runs += runs_for(mp, name, "all", policy, n, sumo_args=EMISSIONS)
-        doc["maps"][name] = {"runs": runs}
+        doc["maps"][name] = {"runs": runs, "worst_case": worst_case(runs, flagship)}
         if failures and flagship in policies and failure_seeds > 0:
             for label, kw in FAILURES.items():
                 doc["failures"].setdefault(name, {})[label] = runs_for(mp, name, label, flagship, failure_seeds, **kw)
@@ -95,7 +81,36 @@ def _by_policy(runs: list[dict], key: str) -> dict[str, tuple[float, float]]:
     pols: dict[str, list] = {}
     for r in runs:
         pols.setdefault(r["policy"], []).append(r.get(key))
-    return {p: _ms(v) for p, v in pols.items()}
+    return {p: mean_sd(v) for p, v in pols.items()}
+
+
+def worst_case(runs: list[dict], flagship: str = "adaptive", against: str = "sumo-actuated") -> dict:
+    """The worst case of ``flagship`` on one map: its worst seed against ``against`` (same seed; ``{seed, delay,
+    against, ratio}`` or None) and every lock episode of its runs (junction, lane, times)."""
+    return {"against": against, "worst_seed": worst_seed(runs, flagship, against),
+            "locks": lock_episodes(runs, flagship)}
+
+
+def _worst_case_lines(doc: dict, flagship: str) -> list[str]:
+    out = ["", f"## Worst case ({flagship})", "",
+           "Per map, the seed on which " + flagship + " did worst against sumo-actuated (delay on the same seed), "
+           "and every lock of its runs (a lane standing still through green for 300 s: junction, lane, time).", "",
+           f"| map | worst seed | {flagship} s | sumo-actuated s | ratio | locks |", "|---|---:|---:|---:|---:|---|"]
+    locks: list[str] = []
+    for n, m in doc["maps"].items():
+        wc = m.get("worst_case") or worst_case(m["runs"], flagship)
+        w = wc.get("worst_seed")
+        n_locks = len(wc.get("locks") or ())
+        recorded = any("locks" in r for r in m["runs"] if r.get("policy") == flagship)
+        lock_cell = str(n_locks) if recorded else "not recorded"
+        if w is None:
+            out.append(f"| {n} | – | – | – | – | {lock_cell} |")
+        else:
+            out.append(f"| {n} | {w['seed']} | {w['delay']:.1f} | {w['against']:.1f} | {w['ratio']:.2f} "
+                       f"| {lock_cell} |")
+        locks += [f"- {n}, {lock_text(ev)}" for ev in wc.get("locks") or ()]
+    out += ["", *(locks or [f"No lock in any {flagship} run."])]
+    return out
 
 
 def markdown(doc: dict, flagship: str = "adaptive") -> str:
@@ -133,11 +148,11 @@ def markdown(doc: dict, flagship: str = "adaptive") -> str:
         for n, fails in doc["failures"].items():
             d = _by_policy(doc["maps"][n]["runs"], "delay_s")
             seeds = {r["seed"] for label in fails for r in fails[label]}
-            base = _ms([r["delay_s"] for r in doc["maps"][n]["runs"]
+            base = mean_sd([r["delay_s"] for r in doc["maps"][n]["runs"]
                         if r["policy"] == flagship and r["seed"] in seeds])[0]
             cells = [f"{base:.1f}"]
             for label in FAILURES:
-                mu, sd = _ms([r["delay_s"] for r in fails.get(label, [])])
+                mu, sd = mean_sd([r["delay_s"] for r in fails.get(label, [])])
                 cells.append(f"{mu:.1f} ± {sd:.1f} ({(mu - base) / base * 100:+.0f}%)")
             cells.append(f"{d.get('sumo-actuated', (float('nan'),))[0]:.1f}")
             out.append(f"| {n} | " + " | ".join(cells) + " |")
@@ -153,6 +168,7 @@ def markdown(doc: dict, flagship: str = "adaptive") -> str:
             change = f" ({(a - b) / b * 100:+.0f}%)" if b == b and b else ""
             row.append(f"{a:{fmt}} / {b:{fmt}}{change}")
         out.append(f"| {n} | " + " | ".join(row) + " |")
+    out += _worst_case_lines(doc, flagship)
     return "\n".join(out) + "\n"
 
 
@@ -161,15 +177,11 @@ def write(doc: dict, out: Path, flagship: str = "adaptive") -> tuple[Path, Path]
     md = out / "quality.md"
     js = out / "quality.json"
     md.write_text(markdown(doc, flagship))
-    slim = json.loads(json.dumps(doc, default=str))
-    for n in slim["maps"]:
-        for r in slim["maps"][n]["runs"]:
-            r.pop("delay_by_arrival", None)
-            r.pop("queue_by_junction", None)
-    for n in slim["failures"]:
-        for label in slim["failures"][n]:
-            for r in slim["failures"][n][label]:
-                r.pop("delay_by_arrival", None)
-                r.pop("queue_by_junction", None)
-    js.write_text(json.dumps(slim, indent=2))
+    doc = json.loads(json.dumps(doc, default=str))
+    for n in doc["maps"]:
+        doc["maps"][n]["runs"] = [slim(r) for r in doc["maps"][n]["runs"]]
+    for n in doc["failures"]:
+        for label in doc["failures"][n]:
+            doc["failures"][n][label] = [slim(r) for r in doc["failures"][n][label]]
+    js.write_text(json.dumps(doc, indent=2))
     return md, js

@@ -24,8 +24,8 @@ from simulation.sumo.options import check_user_args
 from simulation.sumo.scenario import Scenario, load_scenario
 from simulation.sumo.tools import sumo_version
 
-__all__ = ["DEAD_KINDS", "RequestError", "check_request", "params_for", "parse_params", "runs_document",
-           "simulate_runs"]
+__all__ = ["DEAD_KINDS", "RequestError", "check_request", "params_for", "parse_params", "run_specs",
+           "runs_document", "simulate_runs"]
 
 DEAD_KINDS = ("cameras", "loops")
 
@@ -114,10 +114,8 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run_job(spec: RunSpec, q) -> dict:
+def _run_job(spec: RunSpec, q, key: str) -> dict:
     from simulation.experiments.runner import RunError, run_one
-
-    key = f"{spec.policy}/seed{spec.seed}"
 
     def progress(done: float, total: float) -> None:
         q.put((key, done, total))
@@ -156,8 +154,6 @@ def simulate_runs(
 ) -> tuple[list[dict], bool]:
     """Run every policy x seed; returns (finished runs, interrupted). ``on_error(message)`` hears of each run
     that failed (the others go on)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     specs = [
         RunSpec(scenario, p, s, out_dir, transport=transport, controllers=controllers, sumo_args=list(sumo_args or []),
                 end=end, use_traci=traci, gui=gui, params=params_for(p, params), fail_detectors=fail_detectors,
@@ -165,8 +161,25 @@ def simulate_runs(
         for p in policies
         for s in range(1, seeds + 1)
     ]
-    runs: list[dict] = []
+    done, interrupted = run_specs(specs, jobs=jobs, quiet=quiet,
+                                  on_error=None if on_error is None else (lambda _spec, msg: on_error(msg)))
+    return [r for r in done if r is not None], interrupted
+
+
+def run_specs(specs: list[RunSpec], *, jobs: int = 2, quiet: bool = False, label=None, on_error=None,
+              on_done=None) -> tuple[list[dict | None], bool]:
+    """Run every spec, each in a fresh process, ``jobs`` at a time, with a progress bar (unless ``quiet``);
+    returns (the records in the order of ``specs``, ``None`` for a run that failed or never ran; interrupted).
+    ``label(spec)`` names a run on its progress bar (default ``policy/seedN``); ``on_error(spec, message)``
+    hears of each run that failed (the others go on), ``on_done(spec, record)`` of each that finished, as it
+    finishes. Ctrl-C cancels what has not finished and keeps the rest."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    label = label or (lambda sp: f"{sp.policy}/seed{sp.seed}")
+    records: list[dict | None] = [None] * len(specs)
     interrupted = False
+    if not specs:
+        return records, interrupted
     ctx = mp.get_context("spawn")
     manager = ctx.Manager()
     q = manager.Queue()
@@ -178,7 +191,7 @@ def simulate_runs(
         # depend on what ran before), so a worker never runs twice
         pool = ProcessPoolExecutor(max_workers=max(1, min(jobs, len(specs))), mp_context=ctx,
                                    initializer=_worker_init, max_tasks_per_child=1)
-        futs = {pool.submit(_run_job, sp, q): sp for sp in specs}
+        futs = {pool.submit(_run_job, sp, q, label(sp)): i for i, sp in enumerate(specs)}
         pending = set(futs)
         try:
             while pending:
@@ -192,12 +205,16 @@ def simulate_runs(
                     else:
                         prog.update(tasks[key], completed=d, total=total)
                 for f in done:
-                    sp = futs[f]
+                    i = futs[f]
+                    sp = specs[i]
                     try:
-                        runs.append(f.result())
+                        records[i] = f.result()
                     except Exception as exc:  # noqa: BLE001 - report the run, keep the others
                         if on_error is not None:
-                            on_error(f"run {sp.policy} seed {sp.seed} failed: {exc}")
+                            on_error(sp, f"run {sp.policy} seed {sp.seed} failed: {exc}")
+                    else:
+                        if on_done is not None:
+                            on_done(sp, records[i])
                     prog.advance(overall)
         except KeyboardInterrupt:
             interrupted = True
@@ -212,9 +229,7 @@ def simulate_runs(
         else:
             pool.shutdown()
     manager.shutdown()
-    order = {(p, s): i for i, (p, s) in enumerate((sp.policy, sp.seed) for sp in specs)}
-    runs.sort(key=lambda r: order.get((r["policy"], r["seed"]), 0))
-    return runs, interrupted
+    return records, interrupted
 
 
 def runs_document(scenario_name: str, runs: list[dict]) -> dict:

@@ -185,11 +185,14 @@ def _gzip(src: Path, dst: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------
 # nets
-_GRID = ["--grid", "--grid.number", "2", "--grid.length", "200", "--grid.attach-length", "150",
-         "--tls.set", "A0,A1,B0,B1"]
+def _grid(n: int) -> list[str]:
+    """netgenerate's n x n grid (200 m blocks, 150 m arms at the boundary), every grid junction a light."""
+    tls = ",".join(f"{chr(ord('A') + x)}{y}" for x in range(n) for y in range(n))
+    return ["--grid", "--grid.number", str(n), "--grid.length", "200", "--grid.attach-length", "150",
+            "--tls.set", tls]
 
 
-def _netgenerate_args(sc: ZooScenario, seed: int) -> list[str]:
+def _netgenerate_args(sc: ZooScenario, seed: int, *, grid: int = 2) -> list[str]:
     if sc.net == "spider":
         args = ["--spider", "--spider.arm-number", "4", "--spider.circle-number", "1", "--spider.space-radius", "200",
                 "--spider.attach-length", "150", "--tls.set", "A1,B1,B2,B3,B4"]
@@ -197,7 +200,7 @@ def _netgenerate_args(sc: ZooScenario, seed: int) -> list[str]:
         args = ["--rand", "--rand.iterations", "12", "--rand.min-distance", "120", "--rand.max-distance", "250",
                 "-j", "traffic_light", "--tls.discard-simple", "--seed", str(seed)]
     else:
-        args = list(_GRID)
+        args = _grid(grid)
     if sc.layout != "opposites":
         args += ["--tls.layout", sc.layout]
     if sc.program != "static":

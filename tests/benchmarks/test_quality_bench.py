@@ -41,3 +41,28 @@ def test_resume_uses_kept_runs_and_writes_the_tables(tmp_path):
     # waiting, stops, throughput, CO2 of adaptive against sumo-actuated
     assert "| bunda_kota | 20.8 / 25.8 (-19%) | 2.08 / 2.58 (-19%) | 101.5 / 101.5 (+0%) | 10.0 / 10.0 (+0%) |" in md
     assert json.loads(js_path.read_text())["maps"]["bunda_kota"]["runs"][0]["policy"] == "sumo-static"
+    # the worst case: adaptive's worst seed against sumo-actuated (seed 2: 42 / 52 > 41 / 51), no lock recorded
+    assert "| bunda_kota | 2 | 42.0 | 52.0 | 0.81 | not recorded |" in md
+
+
+def test_worst_case_names_the_worst_seed_and_each_lock(tmp_path):
+    lock = {"junction": "J7", "lane": "E3_1", "since": 1200.0, "at": 1500.0, "until": 1630.0, "green_s": 45.0}
+    cache = {}
+    for s, (a, act) in enumerate(((40.0, 50.0), (55.0, 50.0), (45.0, 60.0)), start=1):
+        cache[quality._cache_key("bunda_kota", "all", "adaptive", s)] = _run(
+            "adaptive", s, a, locks=int(s == 3), lock_events=[lock] if s == 3 else [])
+        cache[quality._cache_key("bunda_kota", "all", "sumo-actuated", s)] = _run("sumo-actuated", s, act, locks=0,
+                                                                                  lock_events=[])
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "runs.json").write_text(json.dumps(cache))
+    doc = quality.run([DEMO], 3, tmp_path, policies=["sumo-actuated", "adaptive"], failures=False, resume=True)
+    wc = doc["maps"]["bunda_kota"]["worst_case"]
+    assert wc["worst_seed"] == {"seed": 2, "delay": 55.0, "against": 50.0, "ratio": 1.1}
+    assert wc["locks"] == [{"policy": "adaptive", "seed": 3, "junction": "J7", "lane": "E3_1", "since": 1200.0,
+                            "at": 1500.0, "until": 1630.0}]
+    md_path, js_path = quality.write(doc, tmp_path)
+    md = md_path.read_text()
+    assert "| bunda_kota | 2 | 55.0 | 50.0 | 1.10 | 1 |" in md
+    assert ("- bunda_kota, seed 3: junction J7, lane E3_1, standing since 1200 s, detected at 1500 s, until 1630 s"
+            in md)
+    assert json.loads(js_path.read_text())["maps"]["bunda_kota"]["worst_case"]["worst_seed"]["seed"] == 2
