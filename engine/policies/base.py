@@ -89,6 +89,7 @@ class PolicyNet(NamedTuple):
     phase_fixed   float64[n_phases]   the net program's green (s)
     phase_next    int32[n_phases]     the net program's next green phase (global index)
     lane_length   float64[n_lanes]    m
+    phase_change  float64[n_phases]   the net's yellow + all-red after the phase (s; 0 where unknown)
     """
 
     jn_phase_ptr: np.ndarray
@@ -101,6 +102,7 @@ class PolicyNet(NamedTuple):
     phase_fixed: np.ndarray
     phase_next: np.ndarray
     lane_length: np.ndarray
+    phase_change: np.ndarray
 
 
 class JunctionState(NamedTuple):
@@ -181,17 +183,24 @@ _NET_DTYPES = {
     "phase_fixed": np.float64,
     "phase_next": np.int32,
     "lane_length": np.float64,
+    "phase_change": np.float64,
 }
 
 
 def make_policy_net(**arrays) -> PolicyNet:
-    """PolicyNet from keyword arrays (the field names), coerced to the documented dtypes, contiguous."""
+    """PolicyNet from keyword arrays (the field names), coerced to the documented dtypes, contiguous.
+    ``phase_change`` may be left out (zeros: no change longer than a policy's own lost time)."""
+    if "phase_change" not in arrays:
+        arrays = {**arrays, "phase_change": np.zeros(len(arrays["phase_min"]))}
     return PolicyNet(**{k: np.ascontiguousarray(arrays[k], dtype=dt) for k, dt in _NET_DTYPES.items()})
 
 
 def policy_net(network) -> PolicyNet:
     """The arrays of an :class:`engine.network.Network` (or anything with those attributes)."""
-    return make_policy_net(**{k: getattr(network, k) for k in _NET_DTYPES})
+    arrays = {k: getattr(network, k) for k in _NET_DTYPES if k != "phase_change"}
+    if hasattr(network, "phase_yellow") and hasattr(network, "phase_allred"):
+        arrays["phase_change"] = np.asarray(network.phase_yellow, float) + np.asarray(network.phase_allred, float)
+    return make_policy_net(**arrays)
 
 
 def make_state(cur_phase, interval, since, online) -> JunctionState:
@@ -252,6 +261,7 @@ class AdaptiveParam(IntEnum):
     # >= 1.5: only while it discharges at saturation (a crossing within 1.5 SAT_HEADWAY)
     CLEAR_MAX = 10  # s of green up to which QUEUE_CLEAR holds a discharging queue (default 20 = 5 LOST_TIME)
     STOP_COST = 11  # s charged per stop an extension spares or causes (default 10; 0: stops not counted)
+    SHIFT = 12  # weight of the arrivals a later change stops instead (lane rate x e; 0: not counted)
 
 
 class RandomParam(IntEnum):
@@ -300,6 +310,7 @@ DEFAULT_PARAMS: dict[str, np.ndarray] = {
             "QUEUE_CLEAR": 1.0,
             "CLEAR_MAX": 20.0,
             "STOP_COST": 10.0,
+            "SHIFT": 0.0,
         },
     ),
 }

@@ -291,6 +291,7 @@ _AD_RING = int(AdaptiveParam.RING)
 _AD_CLEAR = int(AdaptiveParam.QUEUE_CLEAR)
 _AD_CLEAR_MAX = int(AdaptiveParam.CLEAR_MAX)
 _AD_STOP = int(AdaptiveParam.STOP_COST)
+_AD_SHIFT = int(AdaptiveParam.SHIFT)
 
 
 @njit(cache=True, inline="always")
@@ -328,7 +329,8 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
     the first phase after cur in ring order with demand > 0; none: -1.
     Decision (HOLD unless stated): since < phase_min[cur]: HOLD. best == -1: HOLD. since >=
     phase_max[cur] or some lane of j not served by cur waits >= MAX_WAIT: best. Otherwise, with
-    R = LOST_TIME + sum over the phases p != cur with demand > 0 (ring order) of LOST_TIME +
+    L(p) = max(LOST_TIME, phase_change[p]) (the change after p: the net's yellow + all-red),
+    R = L(cur) + sum over the phases p != cur with demand > 0 (ring order) of L(p) +
     min(max(phase_min[p], SAT_HEADWAY * max queue of p's open lanes), max(phase_max[p], phase_min[p]))
     (the time until cur would be served again), Q_o / A_o(e) the queues / arrivals within e s on j's lanes
     not served by cur, B(e) = sum over cur's distinct open, moving lanes of min(queue + cum[l, e], e / SAT_HEADWAY)
@@ -337,9 +339,14 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
     while such a lane discharges at saturation, gap < 1.5 SAT_HEADWAY, or since < STALL_GAP), as long as
     since < CLEAR_MAX:
     extend (HOLD) if for some e in 1..min(EXT_HORIZON, phase_max[cur] - since) B(e) > 0 and
-    B(e) * R + STOP_COST * (B(e) - B_q(e)) > KAPPA * e * (Q_o + A_o(e) / 2) + STOP_COST * S(e); else best.
+    (B(e) - F(e)) * R + STOP_COST * (B(e) - B_q(e) - F(e)) > KAPPA * e * (Q_o + A_o(e) / 2) + STOP_COST * S(e);
+    else best. F(e) = SHIFT * the sum over the same lanes that no movement of a junction feeds (mov_out_lane)
+    of min(rate * e, the lane's part of B(e) - B_q(e)): a change in e s rather than now still interrupts
+    cur, and stops the vehicles arriving then instead (expected at the lane's rate where arrivals are
+    random), so only arrivals above the lane's rate are a gain; a standing queue the extension serves is a
+    gain in full. Lanes fed by a junction receive platoons, which its plan predicts: no F there.
     B_q(e) = the same sum over min(queue, e / SAT_HEADWAY) (vehicles already standing); S(e) = the arrivals
-    within (L, L + e] s, L = floor(LOST_TIME) (at most the profile's length), on best's distinct lanes that
+    within (L, L + e] s, L = floor(L(cur)) (at most the profile's length), on best's distinct lanes that
     are open in best, not served by cur and hold queue < 1 (spared a stop by changing now).
     Plan outputs: plan_next[j] = target if one, else best; plan_rem[j] = 0 if a target, else
     clamp(max(phase_min - since, SAT * max queue of cur's open lanes), 0, max(phase_max - since, 0));
@@ -358,11 +365,14 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
     clear_max = params[_AD_CLEAR_MAX]
     clear_sat = params[_AD_CLEAR] >= 1.5  # only while discharging at saturation (gap < 1.5 SAT)
     stop_cost = params[_AD_STOP]
+    shift = params[_AD_SHIFT]
     ptr = net.jn_phase_ptr
     n_l = queue.shape[0]
     H = profile.shape[1]
-    n_lost = int(min(max(lost, 0.0), H))  # the profile ends at H s
-    K = max(n_ext + n_lost, n_score)
+    lost_max = lost  # the longest change: LOST_TIME, or a phase's own yellow + all-red where longer
+    for p in range(net.phase_change.shape[0]):
+        lost_max = max(lost_max, net.phase_change[p])
+    K = max(n_ext + int(min(max(lost_max, 0.0), H)), n_score)  # the profile ends at H s
     cum = np.zeros((n_l, K + 1))
     for lane in range(n_l):
         for k in range(1, K + 1):
@@ -371,6 +381,10 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
             else:
                 cum[lane, k] = cum[lane, k - 1]
     mark = np.full(n_l, -1, dtype=np.int64)
+    fed = np.zeros(n_l, dtype=np.bool_)  # lanes a movement of a Lintas junction feeds (platoons, planned)
+    for mv in range(net.mov_out_lane.shape[0]):
+        if net.mov_out_lane[mv] >= 0:
+            fed[net.mov_out_lane[mv]] = True
     ao = np.zeros(K + 1)
     s_best = np.zeros(K + 1)  # s_best[e]: arrivals on best's empty lanes within (n_lost, n_lost + e] s
     order = np.empty(max(_max_phases(ptr), 1), dtype=np.int64)
@@ -389,7 +403,9 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
         # best other phase by demand
         best = np.int64(-1)
         bscore = 0.0
-        r = lost  # time until cur is served again: the other phases with demand, each with its lost time
+        lost_c = max(lost, net.phase_change[cur])  # leaving cur
+        n_lost = int(min(max(lost_c, 0.0), H))
+        r = lost_c  # time until cur is served again: the other phases with demand, each with its lost time
         for i in range(1, n):
             p = order[i]
             a = net.phase_mov_ptr[p]
@@ -403,7 +419,8 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                     s += queue[lane] + cum[lane, n_score] + age_w * wait[lane]
                     qmax_p = max(qmax_p, queue[lane])
             if s > 0.0:
-                r += lost + min(max(net.phase_min[p], sat * qmax_p), max(net.phase_max[p], net.phase_min[p]))
+                r += max(lost, net.phase_change[p]) + min(
+                    max(net.phase_min[p], sat * qmax_p), max(net.phase_max[p], net.phase_min[p]))
             if s > bscore and not (ring and best >= 0):
                 best = p
                 bscore = s
@@ -465,6 +482,7 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                         break
                     b = 0.0
                     b_q = 0.0  # of which already queued (stopped either way)
+                    f = 0.0  # arrivals a change in e s would stop instead (at the lanes' rates)
                     for k in range(a_c, b_c):
                         if not _first_in_phase(net, a_c, k):
                             continue
@@ -472,9 +490,14 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                         if queue[lane] > 0.0 and gap[lane] >= stall and since >= stall:
                             continue
                         if _lane_open(net, space, cur, lane):
-                            b += min(queue[lane] + cum[lane, e], e / sat)
-                            b_q += min(queue[lane], e / sat)
-                    gain = b * r + stop_cost * (b - b_q)
+                            b_l = min(queue[lane] + cum[lane, e], e / sat)
+                            bq_l = min(queue[lane], e / sat)
+                            b += b_l
+                            b_q += bq_l
+                            if not fed[lane]:
+                                f += min(rate[lane] * e, b_l - bq_l)
+                    f *= shift
+                    gain = (b - f) * r + stop_cost * (b - b_q - f)
                     if b > 0.0 and gain > kappa * e * (q_o + 0.5 * ao[e]) + stop_cost * s_best[e]:
                         extend = True
                         break

@@ -229,6 +229,8 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
     ring = float(params[A.RING]) >= 0.5
     clear = float(params[A.QUEUE_CLEAR]) >= 0.5
     stop_cost = float(params[A.STOP_COST])
+    shift = float(params[A.SHIFT])
+    fed = {int(o) for o in net.mov_out_lane if int(o) >= 0}  # lanes a junction's movements feed (platoons)
     for m in range(len(mov_flow)):
         mov_flow[m] = 0.0
     for j in range(len(net.jn_phase_ptr) - 1):
@@ -264,11 +266,15 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
                 s = demand(p)
                 if s > bscore:
                     best, bscore = p, s
-        # until cur is served again: every other phase with demand, each after its lost time
-        r = lost
+        # until cur is served again: every other phase with demand, each after its lost time (LOST_TIME, or
+        # the phase's own yellow + all-red where longer)
+        def lost_of(p):
+            return max(lost, float(net.phase_change[p]))
+
+        r = lost_of(cur)
         for p in order[1:]:
             if demand(p) > 0.0:
-                r += lost + green_needed(p)
+                r += lost_of(p) + green_needed(p)
         cur_lanes = set(_served_lanes(net, cur))
         open_cur = [lane for lane in _distinct_lanes(net, cur) if _open(net, space, cur, lane)]
         other_lanes: list[int] = []
@@ -306,7 +312,7 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
                           and any(float(queue[lane]) >= 1.0 for lane in moving))
                 # best's lanes that a change now would reach before a queue does: their arrivals
                 # within LOST_TIME + e are spared a stop by changing now rather than in e s
-                n_lost = int(min(max(lost, 0.0), profile.shape[1]))
+                n_lost = int(min(max(lost_of(cur), 0.0), profile.shape[1]))
                 spared = [lane for lane in _distinct_lanes(net, best)
                           if lane in other_lanes and float(queue[lane]) < 1.0 and _open(net, space, best, lane)]
                 for e in range(1, e_max + 1):
@@ -314,14 +320,20 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
                         break
                     served = 0.0  # by the extension
                     queued = 0.0  # of which already standing
+                    later = 0.0  # arrivals a change in e s stops instead, at the lanes' rates
                     for lane in open_cur:
                         if float(queue[lane]) > 0.0 and float(gap[lane]) >= stall and since >= stall:
                             continue  # queue not discharging
-                        served += min(float(queue[lane]) + _arrivals(profile, lane, e), e / sat)
-                        queued += min(float(queue[lane]), e / sat)
+                        served_l = min(float(queue[lane]) + _arrivals(profile, lane, e), e / sat)
+                        queued_l = min(float(queue[lane]), e / sat)
+                        served += served_l
+                        queued += queued_l
+                        if lane not in fed:  # random arrivals: the lane's rate is their expectation
+                            later += min(float(rate[lane]) * e, served_l - queued_l)
+                    later *= shift
                     s_best = sum(_arrivals(profile, lane, e + n_lost) - _arrivals(profile, lane, n_lost)
                                  for lane in spared)
-                    gain = served * r + stop_cost * (served - queued)
+                    gain = (served - later) * r + stop_cost * (served - queued - later)
                     if served > 0.0 and gain > kappa * e * (q_o + 0.5 * a_o(e)) + stop_cost * s_best:
                         extend = True
                         break

@@ -61,6 +61,9 @@ VALS = [0.0, 0.0, 0.0, 0.5, 1.0, 2.0, 3.0, 7.0]
 @st.composite
 def fused_scenario(draw):
     net, state, obs = draw(scenario())
+    # the net's own yellow + all-red after each phase: none, short, or a long clearance (alternate one-way)
+    change = draw(st.lists(st.sampled_from([0.0, 3.0, 20.0]), min_size=len(net.phase_min), max_size=len(net.phase_min)))
+    net = net._replace(phase_change=np.array(change, dtype=np.float64))
     n_l = len(net.lane_length)
     n_j = len(net.jn_phase_ptr) - 1
     H = draw(st.integers(1, 12))
@@ -91,12 +94,14 @@ def fused_scenario(draw):
     clear_max=st.sampled_from([20.0, 0.0, 7.5, 1e9]),
     stop=st.sampled_from([9.0, 0.0, 30.0]),
     lost=st.sampled_from([4.0, 0.0, 2.5, 1e9]),
+    shift=st.sampled_from([0.0, 1.0, 0.5]),
 )
-def test_kernel_matches_reference(sc, sat, kappa, ext, score_h, ring, max_wait, stall, qc, clear_max, stop, lost):
+def test_kernel_matches_reference(sc, sat, kappa, ext, score_h, ring, max_wait, stall, qc, clear_max, stop, lost,
+                                  shift):
     net, state, obs = sc
     params = POL.params(SAT_HEADWAY=sat, KAPPA=kappa, EXT_HORIZON=ext, SCORE_HORIZON=score_h, RING=ring,
                         MAX_WAIT=max_wait, STALL_GAP=stall, QUEUE_CLEAR=qc, CLEAR_MAX=clear_max, STOP_COST=stop,
-                        LOST_TIME=lost)
+                        LOST_TIME=lost, SHIFT=shift)
     out, *_ = both(net, state, obs, params)
     for j, tgt in enumerate(out):  # the rules of base.py
         if tgt == HOLD:
