@@ -257,3 +257,16 @@ def test_queue_clearing_lasts_up_to_clear_max():
     assert both(net, green(0, 10.0), obs, POL.params(QUEUE_CLEAR=0.0))[0][0] == 1
     # and with an unbounded CLEAR_MAX it is held to max green
     assert both(net, green(0, 50.0), obs, POL.params(CLEAR_MAX=1e9))[0][0] == HOLD
+
+
+def test_a_long_clearance_makes_a_change_cost_more():
+    """The change after a phase is the net's own yellow + all-red where longer than LOST_TIME. One vehicle
+    reaches the green lane within 4 s, two wait across the junction, stops not counted: with 4-s changes
+    it would wait R = 4 + 4 + 5 = 13 s if the green ended, less than the 2 x 4 s x 2 = 16 s imposed, so the
+    change comes; behind a 20-s clearance (an alternate one-way stretch) R = 20 + 20 + 5 = 45 s: held."""
+    arrays = two_phase()._asdict()
+    obs = fused(2, 1, 2, queue={1: 2.0}, profile={0: {3: 1.0}})
+    no_stops = POL.params(STOP_COST=0.0)
+    for change, want in ((0.0, 1), (4.0, 1), (20.0, HOLD)):
+        net = make_policy_net(**{**arrays, "phase_change": [change, change]})
+        assert both(net, green(0, 12.0), obs, no_stops)[0][0] == want, change
