@@ -181,8 +181,9 @@ def check_zoo_run(run: ZooRun, record: dict[str, Any] | None = None, *, error: s
     Judged from SUMO's own record: conflicting greens and green+yellow by SUMO's rules (the junction's foes
     that the program never shows green together, ``tlscheck``), yellows under 3 s of simulated time, malformed
     states, collisions (statistics), the simulated end reached (statistics and the states), and 0 latched
-    faults (the record). SUMO's own programs (``sumo-*``) are held to the yellow of the program SUMO runs
-    where it is shorter than 3 s."""
+    faults and 0 locks under Lintas' policies (the record; a lock needs 300 s, so a shorter span never shows
+    one). SUMO's own programs (``sumo-*``) are held to the yellow of the program SUMO runs where it is
+    shorter than 3 s."""
     from simulation.proofs.tlscheck import TlsCheckError, check_tls_states, read_tls_states
 
     problems: list[str] = []
@@ -195,6 +196,11 @@ def check_zoo_run(run: ZooRun, record: dict[str, Any] | None = None, *, error: s
             problems.append(f"{record['faults']} latched faults")
         if (record.get("collisions") or 0) > 0:
             problems.append(f"{record['collisions']} collisions")
+        if run.policy in LINTAS_POLICIES and (record.get("locks") or 0) > 0:  # sumo/locks.py; needs > 300 s
+            first = (record.get("lock_events") or [{}])[0]
+            where = (f" (first: lane {first['lane']} of {first['junction']} standing from {first['since']:g} s)"
+                     if "lane" in first else "")
+            problems.append(f"{record['locks']} locks{where}")
     end = _statistics_end(run.statistics_xml) if run.statistics_xml.is_file() else None
     if not run.states_xml.is_file():
         problems.append(f"no SaveTLSStates output ({run.states_xml.name})")

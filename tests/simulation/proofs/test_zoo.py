@@ -189,9 +189,11 @@ def test_check_zoo_run_reports_each_problem(tmp_path, by_name):
     bad = [(t, i, "rrrrrrrrrrrrrrrr" if (i == "B0" and t >= 5) else s) for t, i, s in bad]
     _states(run.states_xml, bad)
     _statistics(run.statistics_xml, 12, collisions=1)
-    probs = zoocheck.check_zoo_run(run, {**rec, "faults": 1, "collisions": 1})
+    lock = {"junction": "A0", "lane": "left0A0_0", "since": 3.0, "at": 303.0, "until": None, "green_s": 40.0}
+    probs = zoocheck.check_zoo_run(run, {**rec, "faults": 1, "collisions": 1, "locks": 1, "lock_events": [lock]})
     text = "\n".join(probs)
     assert "1 latched faults" in text and "1 collisions" in text
+    assert "1 locks (first: lane left0A0_0 of A0 standing from 3 s)" in text
     assert "2 conflicting greens (first: t=5 A0" in text
     assert "yellows under 3 s (first: t=5 B0" in text
     assert "stopped at 12 s of simulated time, not 20" in text
