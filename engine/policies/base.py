@@ -262,6 +262,8 @@ class AdaptiveParam(IntEnum):
     CLEAR_MAX = 10  # s of green up to which QUEUE_CLEAR holds a discharging queue (default 20 = 5 LOST_TIME)
     STOP_COST = 11  # s charged per stop an extension spares or causes (default 10; 0: stops not counted)
     SHIFT = 12  # weight of the arrivals a later change stops instead (lane rate x e; 0: not counted)
+    ORDER_PREF = 13  # > 0: the first phase in ring order with demand is next while ORDER_PREF x its demand
+    # >= the largest demand (a change in the program's order costs no extra all-red; 0: free choice)
 
 
 class RandomParam(IntEnum):
@@ -311,6 +313,7 @@ DEFAULT_PARAMS: dict[str, np.ndarray] = {
             "CLEAR_MAX": 20.0,
             "STOP_COST": 10.0,
             "SHIFT": 0.0,
+            "ORDER_PREF": 0.0,
         },
     ),
 }

@@ -292,6 +292,7 @@ _AD_CLEAR = int(AdaptiveParam.QUEUE_CLEAR)
 _AD_CLEAR_MAX = int(AdaptiveParam.CLEAR_MAX)
 _AD_STOP = int(AdaptiveParam.STOP_COST)
 _AD_SHIFT = int(AdaptiveParam.SHIFT)
+_AD_ORDER = int(AdaptiveParam.ORDER_PREF)
 
 
 @njit(cache=True, inline="always")
@@ -326,7 +327,8 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
     queue[l] + cum[l, ceil(SCORE_HORIZON)] + AGE_WEIGHT * wait[l]; a lane is open in p when one of
     its movements in p has no downstream lane or space[out] >= 1.
     best = the phase != cur with the largest demand > 0 (ties: ring order from cur), or with RING >= 0.5
-    the first phase after cur in ring order with demand > 0; none: -1.
+    the first phase after cur in ring order with demand > 0; none: -1. With ORDER_PREF > 0 (and RING < 0.5)
+    that first phase in ring order is best when ORDER_PREF x its demand >= the largest demand.
     Decision (HOLD unless stated): since < phase_min[cur]: HOLD. best == -1: HOLD. since >=
     phase_max[cur] or some lane of j not served by cur waits >= MAX_WAIT: best. Otherwise, with
     L(p) = max(LOST_TIME, phase_change[p]) (the change after p: the net's yellow + all-red),
@@ -366,6 +368,7 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
     clear_sat = params[_AD_CLEAR] >= 1.5  # only while discharging at saturation (gap < 1.5 SAT)
     stop_cost = params[_AD_STOP]
     shift = params[_AD_SHIFT]
+    order_pref = params[_AD_ORDER]
     ptr = net.jn_phase_ptr
     n_l = queue.shape[0]
     H = profile.shape[1]
@@ -403,6 +406,8 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
         # best other phase by demand
         best = np.int64(-1)
         bscore = 0.0
+        first = np.int64(-1)  # the first phase in ring order with demand
+        first_s = 0.0
         lost_c = max(lost, net.phase_change[cur])  # leaving cur
         n_lost = int(min(max(lost_c, 0.0), H))
         r = lost_c  # time until cur is served again: the other phases with demand, each with its lost time
@@ -424,6 +429,11 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
             if s > bscore and not (ring and best >= 0):
                 best = p
                 bscore = s
+            if s > 0.0 and first < 0:
+                first = p
+                first_s = s
+        if order_pref > 0.0 and not ring and first >= 0 and order_pref * first_s >= bscore:
+            best = first  # the program's order: no extra all-red for the change
         # cur's lanes, and the other lanes of j
         a_c = net.phase_mov_ptr[cur]
         b_c = net.phase_mov_ptr[cur + 1]

@@ -266,6 +266,10 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
                 s = demand(p)
                 if s > bscore:
                     best, bscore = p, s
+            pref = float(params[A.ORDER_PREF])
+            first = next((p for p in order[1:] if demand(p) > 0.0), -1)
+            if pref > 0.0 and first >= 0 and pref * demand(first) >= bscore:
+                best = first  # the program's order: no extra all-red for the change
         # until cur is served again: every other phase with demand, each after its lost time (LOST_TIME, or
         # the phase's own yellow + all-red where longer)
         def lost_of(p):

@@ -95,13 +95,14 @@ def fused_scenario(draw):
     stop=st.sampled_from([9.0, 0.0, 30.0]),
     lost=st.sampled_from([4.0, 0.0, 2.5, 1e9]),
     shift=st.sampled_from([0.0, 1.0, 0.5]),
+    order=st.sampled_from([0.0, 2.0, 1.0]),
 )
 def test_kernel_matches_reference(sc, sat, kappa, ext, score_h, ring, max_wait, stall, qc, clear_max, stop, lost,
-                                  shift):
+                                  shift, order):
     net, state, obs = sc
     params = POL.params(SAT_HEADWAY=sat, KAPPA=kappa, EXT_HORIZON=ext, SCORE_HORIZON=score_h, RING=ring,
                         MAX_WAIT=max_wait, STALL_GAP=stall, QUEUE_CLEAR=qc, CLEAR_MAX=clear_max, STOP_COST=stop,
-                        LOST_TIME=lost, SHIFT=shift)
+                        LOST_TIME=lost, SHIFT=shift, ORDER_PREF=order)
     out, *_ = both(net, state, obs, params)
     for j, tgt in enumerate(out):  # the rules of base.py
         if tgt == HOLD:
