@@ -385,9 +385,10 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                 cum[lane, k] = cum[lane, k - 1]
     mark = np.full(n_l, -1, dtype=np.int64)
     fed = np.zeros(n_l, dtype=np.bool_)  # lanes a movement of a Lintas junction feeds (platoons, planned)
-    for mv in range(net.mov_out_lane.shape[0]):
-        if net.mov_out_lane[mv] >= 0:
-            fed[net.mov_out_lane[mv]] = True
+    if shift > 0.0:  # only SHIFT reads it: no pass over the movements per tick when it is off (the default)
+        for mv in range(net.mov_out_lane.shape[0]):
+            if net.mov_out_lane[mv] >= 0:
+                fed[net.mov_out_lane[mv]] = True
     ao = np.zeros(K + 1)
     s_best = np.zeros(K + 1)  # s_best[e]: arrivals on best's empty lanes within (n_lost, n_lost + e] s
     order = np.empty(max(_max_phases(ptr), 1), dtype=np.int64)
@@ -504,7 +505,7 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                             bq_l = min(queue[lane], e / sat)
                             b += b_l
                             b_q += bq_l
-                            if not fed[lane]:
+                            if shift > 0.0 and not fed[lane]:
                                 f += min(rate[lane] * e, b_l - bq_l)
                     f *= shift
                     gain = (b - f) * r + stop_cost * (b - b_q - f)

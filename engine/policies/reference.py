@@ -332,7 +332,7 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
                         queued_l = min(float(queue[lane]), e / sat)
                         served += served_l
                         queued += queued_l
-                        if lane not in fed:  # random arrivals: the lane's rate is their expectation
+                        if shift > 0.0 and lane not in fed:  # random arrivals: the lane's rate is their expectation
                             later += min(float(rate[lane]) * e, served_l - queued_l)
                     later *= shift
                     s_best = sum(_arrivals(profile, lane, e + n_lost) - _arrivals(profile, lane, n_lost)
