@@ -235,9 +235,8 @@ def drill(
     if not (0 < kill_engine < restart_engine < kill_controller < rogue < end):
         raise CommandError("drill: need 0 < --kill-engine < --restart-engine < --kill-controller < --rogue < --end")
     tl = Timeline(kill_engine, restart_engine, kill_controller, rogue, end)
-    res = run(scenario, out.resolve(), policy=policy, speed=speed, timeline=tl)
-    for line in res.summary_lines():
-        typer.echo(line)
+    # each event and each step's verdict is printed as it happens (typer.echo flushes: a log or a pipe sees it)
+    res = run(scenario, out.resolve(), policy=policy, speed=speed, timeline=tl, say=typer.echo)
     typer.echo(f"drill {'PASSED' if res.ok() else 'FAILED'}; wrote {out / 'drill.json'}")
     if not res.ok():
         raise typer.Exit(1)

@@ -45,6 +45,7 @@ from simulation.sumo.scenario import config_for_sumo, load_scenario
 SILENT_CONTROLLER_S = 6.0
 SILENT_CONTROLLER_WALL_S = 3.0
 ROGUE_SEQ = 10**12  # sequence numbers the keyless process uses, to recognise any effect it has
+OFFLINE_LIMIT_S = 10.0  # the engine's offline timeout (4 s) plus a busy machine's slack
 
 
 @dataclass
@@ -76,36 +77,77 @@ class DrillResult:
     teleports: int = 0
     events: list[str] = field(default_factory=list)
 
-    def ok(self) -> bool:
-        return (
-            self.local_after_kill_s is not None and self.local_after_kill_s <= self.backup_time + 1.0
-            and self.engine_back_after_restart_s is not None and self.engine_back_after_restart_s <= 10.0
-            and self.offline_marked_after_s is not None and self.others_commanded_after_kill
-            and self.rogue_messages_seen == 0 and self.rogue_refusals == 0 and self.rogue_accepted == 0
-            and self.delay_s is not None and self.static_delay_s is not None
-            and self.delay_s <= 1.10 * self.static_delay_s
-            and self.collisions == 0
-        )
+    def checks(self, *, final: bool = False) -> list[tuple[str, str, bool | None]]:
+        """Each step of the drill as (name with its measured value and limit, key, passed); passed is None while
+        the step is not yet decided (``final``: the run is over, so a step never measured has FAILED)."""
 
-    def summary_lines(self) -> list[str]:
-        """What the drill measured, line by line, each with its limit."""
+        def f(x: float | None) -> str:
+            return "not measured" if x is None else f"{x:.1f} s"
 
+        def within(x: float | None, limit: float) -> bool | None:
+            if x is None:
+                return False if final else None
+            return x <= limit
+
+        def at_end(v: bool) -> bool | None:
+            return v if final else None
+
+        lim_local = self.backup_time + 1.0
+        return [
+            (f"every controller local after the engine was killed: {f(self.local_after_kill_s)} "
+             f"(limit {lim_local:g} s: backup time + 1 s)", "local", within(self.local_after_kill_s, lim_local)),
+            (f"every controller back under engine control after the restart: "
+             f"{f(self.engine_back_after_restart_s)} after the new engine's first heartbeat "
+             f"({f(self.engine_up_after_restart_s)} after the restart; limit 10 s)", "back",
+             within(self.engine_back_after_restart_s, 10.0)),
+            (f"killed controller marked offline by the engine after {f(self.offline_marked_after_s)} "
+             f"(limit {OFFLINE_LIMIT_S:g} s)", "offline", within(self.offline_marked_after_s, OFFLINE_LIMIT_S)),
+            (f"the other controllers still commanded after the kill: {self.others_commanded_after_kill} "
+             f"(limit: all of them)", "others",
+             True if self.others_commanded_after_kill else at_end(False)),
+            (f"keyless process: {self.rogue_messages_seen} messages seen on the bus, {self.rogue_refusals} commands "
+             f"refused, {self.rogue_accepted} accepted (limit 0 each)", "rogue",
+             at_end(self.rogue_messages_seen == 0 and self.rogue_refusals == 0 and self.rogue_accepted == 0)),
+            (f"collisions {self.collisions} (limit 0), teleports {self.teleports}", "collisions",
+             at_end(self.collisions == 0)),
+        ]
+
+    def delay_check(self) -> tuple[str, bool]:
         def f(x: float | None) -> str:
             return "-" if x is None else f"{x:.1f} s"
 
-        return [
-            *(f"  {ev}" for ev in self.events),
-            f"every controller local after engine kill: {f(self.local_after_kill_s)} "
-            f"(limit {self.backup_time + 1:g} s)",
-            f"engine up after restart: {f(self.engine_up_after_restart_s)}; every controller back under engine "
-            f"control {f(self.engine_back_after_restart_s)} after that (limit 10 s)",
-            f"killed controller marked offline after: {f(self.offline_marked_after_s)}; others still commanded: "
-            f"{self.others_commanded_after_kill}",
-            f"messages from the keyless process seen on the bus: {self.rogue_messages_seen}; its commands "
-            f"refused: {self.rogue_refusals}, accepted: {self.rogue_accepted}",
-            f"delay {f(self.delay_s)} vs net's program (sumo-static, same window) {f(self.static_delay_s)}; "
-            f"collisions {self.collisions}, teleports {self.teleports}",
-        ]
+        ok = (self.delay_s is not None and self.static_delay_s is not None
+              and self.delay_s <= 1.10 * self.static_delay_s)
+        return (f"delay {f(self.delay_s)} against the net's program (sumo-static, same window) "
+                f"{f(self.static_delay_s)} (limit +10 %)", ok)
+
+    def ok(self) -> bool:
+        return all(c[2] for c in self.checks(final=True)) and self.delay_check()[1]
+
+    def summary_lines(self) -> list[str]:
+        """What the drill measured, line by line, each with its limit and verdict."""
+        steps = [(name, ok) for name, _key, ok in self.checks(final=True)] + [self.delay_check()]
+        return [*(f"  {ev}" for ev in self.events),
+                *(f"{'PASSED' if ok else 'FAILED'}  {name}" for name, ok in steps)]
+
+
+class _Steps:
+    """Says each event and each step of the drill as soon as it is known (``say(line)``), not at the end:
+    an operator watching a log or a pipe sees the drill go on."""
+
+    def __init__(self, res: DrillResult, say) -> None:
+        self.res, self.say, self.events, self.done = res, say, 0, set()
+
+    def update(self, *, final: bool = False) -> None:
+        if self.say is None:
+            return
+        for ev in self.res.events[self.events:]:
+            self.say(f"  {ev}")
+        self.events = len(self.res.events)
+        for name, key, ok in self.res.checks(final=final):
+            if ok is not None and key not in self.done:
+                self.done.add(key)
+                self.say(f"{'PASSED' if ok else 'FAILED'}  {name}")
 
 
 def _spawn(package: str, args: list[str], log: Path) -> subprocess.Popen:
@@ -117,7 +159,8 @@ def _spawn(package: str, args: list[str], log: Path) -> subprocess.Popen:
 
 def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", speed: float = 2.0, seed: int = 1,
               timeline: Timeline | None = None, keys: Path | None = None, victim: str | None = None,
-              progress=None) -> DrillResult:
+              progress=None, say=None) -> DrillResult:
+    """The drill itself; ``say(line)`` hears each event and each step's verdict as it happens."""
     tl = timeline or Timeline()
     scn = load_scenario(scenario)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -126,6 +169,7 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
     victim = victim or ids[-1]
     ep = bus.endpoints("tcp")
     res = DrillResult(scn.name, len(ids), speed, 4.0)
+    steps = _Steps(res, say)
     logs = out_dir / "logs"
     logs.mkdir(exist_ok=True)
     if keys is None:  # the drill always runs keyed: the keyless process must be shut out
@@ -184,6 +228,8 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
                 break
         else:
             raise RuntimeError(f"drill: components did not start (heard {len(states)}/{len(ids)} controllers)")
+        if say is not None:
+            say(f"PASSED  bus, engine and {len(ids)} controllers up (limit 60 s)")
         killed_engine = restarted = killed_ctrl = rogue_done = False
         t_restart = t_kill_ctrl = t_engine_up = None
         step = 0
@@ -264,6 +310,7 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
             queue.append(field_.queues())
             t = field_.advance(t + 1.0)
             step += 1
+            steps.update()
             if progress and step % 60 == 0:
                 progress(step, tl.end)
     finally:
@@ -289,6 +336,7 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
     met = metrics.compute_metrics(run_dir / "tripinfo.xml", run_dir / "statistics.xml", sched, begin + tl.end,
                                   np.array(queue))
     res.delay_s, res.collisions, res.teleports = met.delay_s, met.collisions, met.teleports
+    steps.update(final=True)
     return res
 
 
@@ -338,15 +386,20 @@ def _rogue(ep: bus.Endpoints, ids: list[str], t: float) -> None:
 
 
 def drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", speed: float = 2.0,
-          timeline: Timeline | None = None) -> DrillResult:
+          timeline: Timeline | None = None, say=None) -> DrillResult:
     """The drill, then the net's own program (sumo-static) over the same window for comparison; writes
     ``out_dir/drill.json`` (the result and ``ok``)."""
     tl = timeline or Timeline()
-    res = run_drill(scenario, out_dir, policy=policy, speed=speed, timeline=tl)
+    res = run_drill(scenario, out_dir, policy=policy, speed=speed, timeline=tl, say=say)
+    if say is not None:
+        say("running the net's own program (sumo-static) over the same window for comparison")
     scn = load_scenario(scenario)
     static, _ = simulate_runs(scenario, ["sumo-static"], 1, out_dir=out_dir / "static", end=scn.begin + tl.end,
                               jobs=1, quiet=True)
     res.static_delay_s = static[0]["delay_s"] if static else None
+    if say is not None:
+        name, ok = res.delay_check()
+        say(f"{'PASSED' if ok else 'FAILED'}  {name}")
     doc = dataclasses.asdict(res) | {"ok": res.ok()}
     (out_dir / "drill.json").write_text(json.dumps(doc, indent=2))
     return res

@@ -3,6 +3,7 @@ started from a compiled network without SUMO, and a clear word when an optional 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -183,3 +184,21 @@ def test_packages_run_their_own_commands(package, args, needle):
     r = subprocess.run([sys.executable, "-m", package, *args], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("lintas: error:") and needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_wrapper_keeps_the_callers_folder(tmp_path):
+    """``./lintas simulate scen/x`` from another folder: the path is the caller's (the wrapper used to cd to the
+    repository and say "scen/x: scenario path does not exist"); ``./lintas test PATH`` takes the caller's path
+    too."""
+    from onejunction import one_junction
+
+    one_junction(tmp_path / "scen" / "x", end=60.0)
+    r = subprocess.run([str(REPO / "lintas"), "simulate", "scen/x", "-p", "fixed", "--end", "30", "-q",
+                        "--json", "out/x.json"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "out" / "x.json").read_text())["runs"][0]["policy"] == "fixed"
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "test_probe.py").write_text("def test_probe():\n    assert True\n")
+    r = subprocess.run([str(REPO / "lintas"), "test", "t/test_probe.py", "-q", "-p", "no:cacheprovider"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout + r.stderr
