@@ -160,7 +160,9 @@ class Engine:
         self.online[j] = True
         self.state_time[j] = st.time
         self.cur_phase[j] = self.net.jn_phase_ptr[j] + st.phase
-        self.interval[j] = INTERVAL_CODE[st.interval] if st.mode == Mode.ENGINE else IntervalCode.OFFLINE
+        # a controller in `starting` has heard no engine word yet: it is commanded like one in `engine`
+        commanded = st.mode in (Mode.ENGINE, Mode.STARTING)
+        self.interval[j] = INTERVAL_CODE[st.interval] if commanded else IntervalCode.OFFLINE
         self.fusion.set_signal(j, int(self.cur_phase[j]) if st.interval == Interval.GREEN else -1)
         self.since[j] = st.since
         self.seq[j] = max(self.seq[j], st.last_seq)

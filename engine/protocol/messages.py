@@ -168,6 +168,7 @@ class FaultKind(StrEnum):
     JUNCTION_ONLINE = "junction-online"  # the engine hears a junction's controller (again)
     JUNCTION_OFFLINE = "junction-offline"  # the engine has heard nothing from a junction for its offline time
     OPERATOR_RESET = "operator-reset"  # the engine answered an operator's reset request
+    CLOCK_SKEW = "clock-skew"  # the engine measured a junction's clock offset above its skew limit
 
 
 class Fault(_Msg, tag="fault"):
