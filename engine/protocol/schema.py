@@ -20,7 +20,7 @@ from engine.protocol.junction import JunctionSpec
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
-SIGNAL_PATTERN = "^[GgyYrRsuoO]*$"  # SUMO's signal letters, one per link
+SIGNAL_PATTERN = "^[GgyYrsuoO]*$"  # SUMO's signal letters, one per link
 BITS_PATTERN = "^[01]*$"
 
 
