@@ -41,8 +41,8 @@ def controller(
     from controllers.metrics import ControllerCollector
     from engine.protocol import bus as b
     from engine.protocol.junction import SpecError, read_spec
-    from engine.protocol.security import SecurityError, secret_file
-    from engine.protocol.service import load_security, run_until_stopped
+    from engine.protocol.security import SecurityError, secret_file, watch_handshakes
+    from engine.protocol.service import check_endpoints, endpoint_error, load_security, run_until_stopped
 
     if clock not in CLOCKS:
         raise CommandError(f"--clock: unknown clock '{clock}' (choose from: {', '.join(CLOCKS)})")
@@ -57,6 +57,8 @@ def controller(
             local = load_plan(plan).for_junction(spec, cfg.timing)
         except PlanError as exc:
             raise CommandError(str(exc)) from None
+    options = {"--bus-in": bus_in, "--bus-out": bus_out, "--commands": commands}
+    check_endpoints(options)
     ep = b.Endpoints(bus_in, bus_out, commands)
     sec = None
     if keys is not None:
@@ -65,11 +67,17 @@ def controller(
         except SecurityError as exc:
             raise CommandError(str(exc)) from None
         sec = load_security(keys, me, zmq.Context.instance())
+    watch = watch_handshakes(zmq.Context.instance(), sec)  # before the sockets: logs "handshake refused by ..."
     try:
         ctrl = Controller(spec, ep, cfg=cfg, lockstep=lockstep and clock == "bus", security=sec, plan=local)
-    except Exception:
+    except Exception as exc:
+        watch.close()
         if sec is not None:
             sec.close()
+        if isinstance(exc, b.EndpointError):
+            raise endpoint_error(exc, options) from None
+        if isinstance(exc, SecurityError):  # a public key it connects with (bus.key, engine.key) missing or bad
+            raise CommandError(str(exc)) from None
         raise
     run_until_stopped(ctrl, clock=clock, on_tick=ctrl.do_tick, collector=ControllerCollector(ctrl),
                       metrics_port=metrics_port, security=sec)

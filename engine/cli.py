@@ -63,25 +63,37 @@ def bus(
     bus_in: Annotated[str, typer.Option(help="Endpoint publishers connect to")] = "tcp://127.0.0.1:5555",
     bus_out: Annotated[str, typer.Option(help="Endpoint subscribers connect to")] = "tcp://127.0.0.1:5556",
     keys: KeysOpt = None,
+    metrics_port: MetricsOpt = None,
 ) -> None:
     import zmq
 
     from engine.protocol import bus as b
-    from engine.protocol.security import SecurityError
-    from engine.protocol.service import load_security
+    from engine.protocol.security import SecurityError, watch_handshakes
+    from engine.protocol.service import check_endpoints, endpoint_error, load_security, start_metrics
+    from engine.protocol.telemetry import ConnectionCollector
 
+    options = {"--bus-in": bus_in, "--bus-out": bus_out}
+    check_endpoints(options)
     ep = b.Endpoints(bus_in, bus_out, "")
     ctx = zmq.Context.instance()
-    sec = load_security(keys, "bus", ctx)
+    sec = load_security(keys, "bus", ctx, serves="bus")
+    watch = watch_handshakes(ctx, sec)
+    stop_metrics = None
     try:
+        stop_metrics = start_metrics(metrics_port, ConnectionCollector("bus", sec, watch))
         fwd = b.Forwarder(ep, ctx, security=sec)
-        typer.echo(f"lintas bus: {bus_in} -> {bus_out}{' (CURVE)' if sec else ''}")
-        fwd.run()
+        # the banner once both endpoints are bound: a bus that cannot serve prints only its error
+        fwd.run(on_ready=lambda: typer.echo(f"lintas bus: {bus_in} -> {bus_out}{' (CURVE)' if sec else ''}"))
     except SecurityError as exc:
         raise CommandError(str(exc)) from None
+    except b.EndpointError as exc:
+        raise endpoint_error(exc, options) from None
     except KeyboardInterrupt:
         pass
     finally:
+        if stop_metrics is not None:
+            stop_metrics()
+        watch.close()
         if sec is not None:
             sec.close()
 
@@ -128,39 +140,68 @@ def engine(
     operator_endpoint: Annotated[str | None, typer.Option(help="Serve operators' fault resets (lintas reset) "
                                                                "here; default with --keys: tcp://127.0.0.1:5558, "
                                                                "without: off. 'off' turns it off")] = None,
+    feed_alarm_after: Annotated[float, typer.Option(min=0.5, help="Seconds without any detector reading after "
+                                                                   "which the engine raises the feed alarm (fault "
+                                                                   "feed-lost on the bus, lintas_engine_feed_alarm "
+                                                                   "1)")] = 10.0,
+    no_data_after: Annotated[float, typer.Option(min=0.0, help="Seconds a detector that never reported is "
+                                                                "'no-data' after the first input (the engine's "
+                                                                "start without any), then 'dead'")] = 60.0,
 ) -> None:
+    import dataclasses
+
     import zmq
 
+    from engine.fusion import FusionConfig
     from engine.loop import Engine
     from engine.metrics import EngineCollector
     from engine.operator import DEFAULT_OPERATOR_ENDPOINT
     from engine.policies import POLICIES
     from engine.protocol import bus as b
-    from engine.protocol.security import SecurityError
-    from engine.protocol.service import load_security, run_until_stopped
+    from engine.protocol.security import SecurityError, watch_handshakes
+    from engine.protocol.service import check_endpoints, endpoint_error, load_security, run_until_stopped
 
     if policy not in POLICIES:
         raise CommandError(f"--policy: unknown engine policy '{policy}' (choose from: {', '.join(POLICIES)})")
     if clock not in CLOCKS:
         raise CommandError(f"--clock: unknown clock '{clock}' (choose from: {', '.join(CLOCKS)})")
+    options = {"--bus-in": bus_in, "--bus-out": bus_out, "--commands": commands}
+    if operator_endpoint not in (None, "off"):
+        options["--operator-endpoint"] = operator_endpoint
+    check_endpoints(options)
     net = _network(ctx, scenario, network)
     ep = b.Endpoints(bus_in, bus_out, commands)
     zctx = zmq.Context.instance()
-    sec = load_security(keys, "engine", zctx)
+    sec = load_security(keys, "engine", zctx, serves="engine")
     if operator_endpoint is None:
         operator_endpoint = DEFAULT_OPERATOR_ENDPOINT if sec is not None else "off"
+        if operator_endpoint != "off":
+            options["--operator-endpoint"] = operator_endpoint
+            check_endpoints(options)
     operators = None if operator_endpoint == "off" else operator_endpoint
+    if sec is not None and operators and not any((sec.directory / "operators").glob("*.key")):
+        typer.echo(f"lintas engine: warning: {sec.directory / 'operators'}/ holds no operator key: nobody can ask "
+                   f"for a fault reset (lintas keys {sec.directory} --operator NAME adds one)", err=True)
+    watch = watch_handshakes(zctx, sec)  # before the sockets: a client refused once does not try again
+    fusion_cfg = dataclasses.replace(FusionConfig(), no_data_after=no_data_after)
     try:
         eng = Engine(net, policy, ep, ctx=zctx, seed=seed, lockstep=lockstep and clock == "bus", security=sec,
-                     operator=operators)
-    except SecurityError as exc:
+                     operator=operators, fusion_cfg=fusion_cfg, feed_alarm_after=feed_alarm_after)
+    except (SecurityError, b.EndpointError, zmq.ZMQError) as exc:
+        watch.close()
+        if sec is not None:
+            sec.close()
+        if isinstance(exc, b.EndpointError):
+            raise endpoint_error(exc, options) from None
+        if isinstance(exc, zmq.ZMQError):  # the only socket bus.py does not make: the operator endpoint's
+            raise CommandError(f"--operator-endpoint: cannot bind {operators}: {exc.strerror}") from None
         raise CommandError(f"--operator-endpoint: {exc}" if "operator" in str(exc) else str(exc)) from None
-    except zmq.ZMQError as exc:
-        raise CommandError(f"cannot bind: {exc}") from None
-    typer.echo(f"lintas engine: {len(net.junctions)} junctions, policy {policy}, clock {clock}"
-               f"{f', operator resets on {operators}' if operators else ''}", err=True)
+    if eng.operator_server is not None:
+        watch.add(eng.operator_server.sock, "operator endpoint")  # bound already: each new client is seen
+    banner = (f"lintas engine: {len(net.junctions)} junctions, policy {policy}, clock {clock}"
+              f"{f', operator resets on {operators}' if operators else ''}")
     run_until_stopped(eng, clock=clock, on_tick=eng.step, collector=EngineCollector(eng), metrics_port=metrics_port,
-                      security=sec)
+                      security=sec, on_ready=lambda: typer.echo(banner, err=True))
 
 
 @app.command(help="Ask the engine to clear a junction's latched fault (it sends the controller an authenticated "

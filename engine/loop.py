@@ -23,7 +23,7 @@ from collections import Counter, deque
 import numpy as np
 import zmq
 
-from engine.fusion import Fusion
+from engine.fusion import FeedWatch, Fusion, FusionConfig
 from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE, Network
 from engine.operator import OperatorServer, Request
 from engine.policies import IntervalCode, JunctionState, get_policy, policy_net, seed_rng, warmup
@@ -56,6 +56,8 @@ class Engine:
         wall=time.monotonic,
         operator: str | None = None,
         reset_timeout: float = 5.0,
+        fusion_cfg: FusionConfig | None = None,
+        feed_alarm_after: float = 10.0,
     ) -> None:
         self.net = network
         self.policy = get_policy(policy)
@@ -90,7 +92,8 @@ class Engine:
         self.target = np.full(n_j, -1, dtype=np.int32)
         self.rng = seed_rng(seed, n_j)
         self.pnet = policy_net(network)
-        self.fusion = Fusion(network)  # sensor fusion with detector health (engine/fusion/)
+        self.fusion = Fusion(network, fusion_cfg)  # sensor fusion with detector health (engine/fusion/)
+        self.feed = FeedWatch(self.fusion, feed_alarm_after)  # the feed alarm: no detector reading at all
         self.commands_sent = 0
         self.ticks_done = 0
         self.stopped = False
@@ -208,6 +211,7 @@ class Engine:
             for plan in self.fusion.plans(t, state):
                 self.pub.publish(m.TOPIC_PLAN, plan)
         self._send(t)
+        self._watch_feed(t)
         self.ticks_done += 1
         return self.target
 
@@ -293,6 +297,24 @@ class Engine:
                                                     detail=f"{junction} by {who or '-'}: {result}"))
         assert self.operator_server is not None
         self.operator_server.reply(req, m.ResetReply(junction=junction, result=result, detail=detail))
+
+    def _watch_feed(self, t: float) -> None:
+        """Raise the feed alarm (log, ``fault`` ``feed-lost``) when no detector reading arrived for
+        ``feed.alarm_after`` s, clear it (``feed-restored``) with the next reading (docs/fusion.md)."""
+        feed = self.feed
+        event = feed.tick(t)
+        if event == "lost":
+            unknown = self.fusion.unknown
+            why = (f"; {unknown} readings so far named no detector of this network" if unknown else "")
+            detail = (f"no detector reading for {feed.age:.0f} s"
+                      f"{' (none since the engine started)' if feed.last is None else ''}{why}")
+            log.error("feed lost: %s", detail)
+            self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=t, kind=FaultKind.FEED_LOST, detail=detail))
+        elif event == "restored":
+            detail = f"detector readings again after {feed.gap:.0f} s without"
+            log.warning("feed restored: %s", detail)
+            self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=t, kind=FaultKind.FEED_RESTORED,
+                                                    detail=detail))
 
     def _heartbeat(self, t: float) -> None:
         self._hb += 1

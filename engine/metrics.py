@@ -44,8 +44,17 @@ class EngineCollector(Collector):
         for spec, flag in zip(e.net.junctions, e.online):
             on.add_metric([spec.id], 1.0 if flag else 0.0)
         yield on
-        g = GaugeMetricFamily("lintas_engine_sensors", "Sensors by health state", labels=["state"])
+        g = GaugeMetricFamily("lintas_engine_sensors", "Sensors by health state (no-data: never reported)",
+                              labels=["state"])
         for state, n in sorted(e.fusion.health_summary().items()):
             if isinstance(n, (int, float)):
                 g.add_metric([str(state)], float(n))
         yield g
+        feed = e.feed
+        yield GaugeMetricFamily("lintas_engine_feed_alarm", "1 while no detector reading has arrived for the "
+                                "feed-alarm time", value=1.0 if feed.alarm else 0.0)
+        yield GaugeMetricFamily("lintas_engine_feed_age_seconds", "Seconds since the last detector reading (since "
+                                "the first tick before any)", value=feed.age)
+        f = CounterMetricFamily("lintas_engine_feed_alarms", "Feed alarms raised")
+        f.add_metric([], feed.alarms)
+        yield f

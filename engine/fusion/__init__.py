@@ -22,8 +22,9 @@ network), ``state`` (``SensorState``, ``LaneState``, ``FusionOutputs``), ``healt
 
 from __future__ import annotations
 
-from engine.fusion.config import DEAD, HEALTH_NAMES, NEVER, OK, STALE, STUCK, FusionConfig
+from engine.fusion.config import DEAD, HEALTH_NAMES, NEVER, NO_DATA, OK, STALE, STUCK, FusionConfig
 from engine.fusion.core import Fusion
+from engine.fusion.health import FeedWatch
 from engine.fusion.layout import FusionLayout
 from engine.fusion.state import FusionOutputs, LaneState, SensorState
 
@@ -31,9 +32,11 @@ __all__ = [
     "DEAD",
     "HEALTH_NAMES",
     "NEVER",
+    "NO_DATA",
     "OK",
     "STALE",
     "STUCK",
+    "FeedWatch",
     "Fusion",
     "FusionConfig",
     "FusionLayout",

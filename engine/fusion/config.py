@@ -7,8 +7,9 @@ from dataclasses import dataclass
 NEVER = 1e6  # s: a time that never came (last seen / last crossing: -NEVER; queue since: NEVER)
 
 # detector health, per detector (``Fusion.health``; rules in docs/fusion.md, 'Health, per detector')
-OK, STALE, STUCK, DEAD = 0, 1, 2, 3
-HEALTH_NAMES = ("ok", "stale", "stuck", "dead")
+# NO_DATA: never reported since the fusion's first input, for at most ``no_data_after`` s (then DEAD)
+OK, STALE, STUCK, DEAD, NO_DATA = 0, 1, 2, 3, 4
+HEALTH_NAMES = ("ok", "stale", "stuck", "dead", "no-data")
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class FusionConfig:
     horizon: int = 60  # profile length, 1-s bins
     stale_after: float = 2.5  # no reading for this long: stale
     dead_after: float = 30.0  # no reading for this long: dead
+    no_data_after: float = 60.0  # never a reading: no-data for this long after the first input, then dead
     stuck_after: float = 120.0  # identical non-zero reading this long while the lane's other sensors see traffic
     stuck_alone_after: float = 600.0  # identical non-zero reading this long, whatever else is seen
     dead_events: float = 15.0  # vehicles the lane's other sensors saw (beyond its storage), this one none: dead

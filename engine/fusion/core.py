@@ -7,7 +7,7 @@ import numpy as np
 
 from engine.fusion import model, upstream
 from engine.fusion.config import FusionConfig
-from engine.fusion.health import assess_health, health_summary
+from engine.fusion.health import assess_health, health_summary, label_health
 from engine.fusion.layout import FusionLayout
 from engine.fusion.state import FusionOutputs, LaneState, SensorState
 from engine.network import Network
@@ -52,8 +52,19 @@ class Fusion:
             halt[i] = r.halting
             fresh[i] = True
         s.readings += len(batch.readings)
+        s.batches += 1
         self._integrate(float(batch.time), float(batch.interval) or 1.0)
         fresh[:] = False
+
+    def idle(self, elapsed: float) -> None:
+        """No batch for ``elapsed`` s of the engine's clock: age every detector's health by as much (the batches'
+        clock: the last batch's time plus ``elapsed``; ``elapsed`` since the start before any batch). Only the
+        health labels change (for the metrics), never the model: the next batch labels them again first."""
+        s = self.sensors
+        if s.batches:
+            label_health(self.layout, self.cfg, s, self.lanes.t + elapsed, s.start)
+        else:
+            label_health(self.layout, self.cfg, s, elapsed, 0.0)
 
     def on_plan(self, plan: m.Plan) -> None:
         """A junction's plan from the bus (this engine's own or a neighbouring engine's)."""
@@ -109,7 +120,7 @@ class Fusion:
 
     @property
     def health(self) -> np.ndarray:
-        """int8 per detector: OK, STALE, STUCK or DEAD."""
+        """int8 per detector: OK, STALE, STUCK, DEAD or NO_DATA."""
         return self.sensors.health
 
     @property

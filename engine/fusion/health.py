@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.fusion.config import DEAD, HEALTH_NAMES, OK, STALE, STUCK, FusionConfig
+from engine.fusion.config import DEAD, HEALTH_NAMES, NO_DATA, OK, STALE, STUCK, FusionConfig
 from engine.fusion.layout import FusionLayout
 from engine.fusion.state import LaneState, SensorState
 from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE
@@ -13,12 +13,13 @@ KINDS = (DET_STOPLINE, DET_ADVANCE, DET_AREA)
 
 
 def assess_health(layout: FusionLayout, cfg: FusionConfig, sensors: SensorState, lanes: LaneState, t: float) -> None:
-    """Stale, dead (silent, or blind to what the lane's other sensors see), stuck (a frozen reading) or ok."""
-    c = cfg
+    """Stale, dead (silent, or blind to what the lane's other sensors see), stuck (a frozen reading), no-data
+    (never reported) or ok."""
     n_d = sensors.count.shape[0]
     if n_d == 0:
         return
     s = sensors
+    s.start = min(s.start, t)
     fresh = s.fresh
     s.last_seen[fresh] = t
     s.first_seen[fresh] = np.minimum(s.first_seen[fresh], t)
@@ -31,6 +32,15 @@ def assess_health(layout: FusionLayout, cfg: FusionConfig, sensors: SensorState,
     covered = layout.is_loop & fresh & (s.occ >= 0.5)
     s.other_events = np.where(self_saw, 0.0, np.where(covered, s.other_events, s.other_events + others))
     s.events_since_change = np.where(changed, 0.0, s.events_since_change + others)
+    label_health(layout, cfg, s, t, s.start)
+
+
+def label_health(layout: FusionLayout, cfg: FusionConfig, sensors: SensorState, t: float, start: float) -> None:
+    """Each detector's health at time ``t`` from its timers and counters (which this does not change): after
+    every batch, and on an engine tick that brought no batch (``Fusion.idle``), so that a silent feed ages.
+    A detector that never reported is no-data until ``no_data_after`` s after ``start`` (the first batch)."""
+    c, s = cfg, sensors
+    n_d = s.count.shape[0]
     h = np.zeros(n_d, dtype=np.int8)
     age = t - s.last_seen
     const_for = t - s.last_change
@@ -44,6 +54,9 @@ def assess_health(layout: FusionLayout, cfg: FusionConfig, sensors: SensorState,
     h[stuck] = STUCK
     h[age > c.stale_after] = STALE
     h[age > c.dead_after] = DEAD
+    # never reported: no-data (as unusable as dead: `usable` takes OK alone), dead once the grace has run out
+    if t - start <= c.no_data_after:
+        h[np.isinf(s.first_seen)] = NO_DATA
     s.health = h
 
 
@@ -92,5 +105,52 @@ def health_summary(layout: FusionLayout, sensors: SensorState, known: np.ndarray
     for kind, kname in ((DET_STOPLINE, "stopline"), (DET_ADVANCE, "advance"), (DET_AREA, "area")):
         sel = layout.kind_sel[kind]
         out[kname] = {name: int(np.sum(health[sel] == k)) for k, name in enumerate(HEALTH_NAMES)}
-    out["lanes_without_data"] = int(np.sum(known == 0))
+    # `known` is the last batch's; with no healthy detector left (a silent feed, or none yet) no lane has data
+    out["lanes_without_data"] = int(np.sum(known == 0)) if (health == OK).any() else layout.n_lanes
     return out
+
+
+class FeedWatch:
+    """Whether any detector reading arrives at all (docs/fusion.md, 'When nothing arrives'). The engine calls
+    :meth:`tick` once per control tick with its own clock; a tick that brought no batch ages the detectors'
+    health (``Fusion.idle``), and ``alarm_after`` s of that clock without a reading of this network's detectors
+    raise the feed alarm, cleared by the next reading."""
+
+    def __init__(self, fusion, alarm_after: float) -> None:
+        self.fusion = fusion
+        self.alarm_after = alarm_after
+        self.alarm = False  # raised: no reading for alarm_after s
+        self.alarms = 0  # alarms raised
+        self.age = 0.0  # s: since the last reading (since the first tick before any)
+        self.start: float | None = None  # engine time of the first tick
+        self.last: float | None = None  # engine time of the last tick that brought a reading of a known detector
+        self.gap = 0.0  # s: between the last two ticks that brought readings (the first: since the first tick)
+        self._known = 0
+        self._batches = 0
+        self._batch_at = 0.0
+
+    def tick(self, t: float) -> str | None:
+        """Once per control tick at engine time ``t``: ``"lost"`` when the alarm is raised, ``"restored"`` when
+        readings return after it, else None."""
+        s = self.fusion.sensors
+        if self.start is None:
+            self.start = self._batch_at = t
+        known = s.readings - s.unknown
+        if known > self._known:
+            self._known = known
+            self.gap = t - (self.last if self.last is not None else self.start)
+            self.last = t
+        if s.batches != self._batches:
+            self._batches = s.batches
+            self._batch_at = t
+        else:
+            self.fusion.idle(t - self._batch_at)
+        self.age = t - (self.last if self.last is not None else self.start)
+        if not self.alarm and self.age >= self.alarm_after:
+            self.alarm = True
+            self.alarms += 1
+            return "lost"
+        if self.alarm and self.last == t:
+            self.alarm = False
+            return "restored"
+        return None

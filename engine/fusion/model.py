@@ -255,7 +255,8 @@ def wait_and_space(layout: FusionLayout, lanes: LaneState, out: FusionOutputs, a
     """Head-of-queue wait, since the queued lane last discharged (0 without an own sensor); free storage."""
     # a served lane is not starving however long its queue stands: counting from when the queue formed made
     # the starvation guard collapse saturated junctions (docs/fusion.md, 'The per-lane model', step 5)
-    lanes.queue_since = np.where(q >= 1.0, np.where(left, t, np.minimum(lanes.queue_since, t)), NEVER)
+    # inf, not NEVER, for 'no queue': NEVER (1e6 s) lies before any Unix time, and the field's clock is one
+    lanes.queue_since = np.where(q >= 1.0, np.where(left, t, np.minimum(lanes.queue_since, t)), np.inf)
     out.wait[:] = np.where((q >= 1.0) & any_ok, t - lanes.queue_since, 0.0)
     out.space[:] = layout.capacity - q
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.fusion.config import NEVER
+from engine.fusion.config import NEVER, NO_DATA
 from engine.fusion.layout import FusionLayout
 from engine.policies.base import FusedObservations
 
@@ -22,14 +22,16 @@ class SensorState:
     halt: np.ndarray  # veh: halting vehicles in the zone (cameras)
     fresh: np.ndarray  # bool: reported in the batch being integrated
     last_seen: np.ndarray  # s: time of its last reading (-NEVER: never)
-    first_seen: np.ndarray  # s: time of its first reading (NEVER: never)
+    first_seen: np.ndarray  # s: time of its first reading (inf: never; NEVER is below a Unix time)
     last_change: np.ndarray  # s: last time its reading differed from the previous one
     prev: np.ndarray  # [n_detectors, 3]: its previous (count, occ, halt) (NaN: none yet)
     other_events: np.ndarray  # veh: vehicles the lane's other sensors saw since this one last saw one
     events_since_change: np.ndarray  # veh: vehicles the lane's other sensors saw since its reading last changed
-    health: np.ndarray  # int8: OK, STALE, STUCK or DEAD
+    health: np.ndarray  # int8: OK, STALE, STUCK, DEAD or NO_DATA
     readings: int = 0  # readings received
     unknown: int = 0  # readings of detectors not in the network (ignored)
+    batches: int = 0  # batches integrated
+    start: float = np.inf  # s: time of the first batch (a detector that never reported is no-data from it)
 
     @classmethod
     def initial(cls, n_detectors: int) -> SensorState:
@@ -37,9 +39,9 @@ class SensorState:
         n_d = n_detectors
         return cls(
             count=np.zeros(n_d), occ=np.zeros(n_d), halt=np.zeros(n_d), fresh=np.zeros(n_d, dtype=np.bool_),
-            last_seen=np.full(n_d, -NEVER), first_seen=np.full(n_d, NEVER), last_change=np.full(n_d, -NEVER),
+            last_seen=np.full(n_d, -NEVER), first_seen=np.full(n_d, np.inf), last_change=np.full(n_d, -NEVER),
             prev=np.full((n_d, 3), np.nan), other_events=np.zeros(n_d), events_since_change=np.zeros(n_d),
-            health=np.zeros(n_d, dtype=np.int8),
+            health=np.full(n_d, NO_DATA, dtype=np.int8),
         )
 
 
@@ -60,7 +62,7 @@ class LaneState:
     cam_prev: np.ndarray  # veh: camera zone count at the previous tick
     cam_prev_valid: np.ndarray  # bool: cam_prev is from a usable camera at the previous tick
     last_cross: np.ndarray  # s: a vehicle last crossed a healthy loop or left the lane (-NEVER: never)
-    queue_since: np.ndarray  # s: since when the queue stands without discharging (NEVER: no queue)
+    queue_since: np.ndarray  # s: since when the queue stands without discharging (inf: no queue)
     prof_det: np.ndarray  # veh [n_lanes, H]: detected arrivals (advance loop), due in k..k+1 s, not yet queued
     blind_q: np.ndarray  # veh: model queue of a lane without sensors on a fed approach
     red_for: np.ndarray  # s: since the lane last showed green
@@ -77,7 +79,7 @@ class LaneState:
             x=np.zeros(n_l), P=np.ones(n_l), up=np.zeros(n_l), rate_est=np.zeros(n_l), sl_cover=np.zeros(n_l),
             adv_cover=np.zeros(n_l), sl_empty=np.zeros(n_l), adv_quiet=np.zeros(n_l), idle=np.zeros(n_l),
             cam_full=np.zeros(n_l), cam_prev=np.zeros(n_l), cam_prev_valid=np.zeros(n_l, dtype=np.bool_),
-            last_cross=np.full(n_l, -NEVER), queue_since=np.full(n_l, NEVER), prof_det=np.zeros((n_l, H)),
+            last_cross=np.full(n_l, -NEVER), queue_since=np.full(n_l, np.inf), prof_det=np.zeros((n_l, H)),
             blind_q=np.zeros(n_l), red_for=np.zeros(n_l), en_route=np.zeros((layout.n_apps, layout.n_up)),
             feed_rate=np.zeros(layout.n_apps), green_phase=np.full(layout.n_junctions, -1, dtype=np.int64),
         )

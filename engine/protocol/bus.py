@@ -8,18 +8,19 @@ not decode into a known message is dropped and counted in ``stats.dropped``.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import msgspec
 import zmq
 
 from engine.protocol import messages as m
-from engine.protocol.security import check_bind
+from engine.protocol.security import check_bind, watch_socket
 
 TRANSPORTS = ("inproc", "ipc", "tcp")
 _EVENTS = int(zmq.EVENTS)
@@ -29,6 +30,35 @@ _NOBLOCK = int(zmq.NOBLOCK)
 
 class TransportError(ValueError):
     """Bad transport name or endpoint."""
+
+
+_BIND_REASONS = {  # errno -> what an operator should read
+    errno.EADDRINUSE: "address already in use (another process holds it, or another option of this command)",
+    errno.EADDRNOTAVAIL: "no such address on this host",
+    errno.EACCES: "permission denied",
+    errno.EINVAL: "invalid endpoint (expected tcp://HOST:PORT, ipc://PATH or inproc://NAME)",
+    errno.EPROTONOSUPPORT: "unknown transport (tcp, ipc or inproc)",
+    errno.ENODEV: "no such interface or host",
+    errno.ENOENT: "no such folder",
+}
+
+
+class EndpointError(TransportError):
+    """A socket could not bind or connect an endpoint; ``endpoint`` names it (a command names its option)."""
+
+    def __init__(self, action: str, endpoint: str, exc: zmq.ZMQError) -> None:
+        self.endpoint = endpoint
+        self.action = action
+        super().__init__(f"cannot {action} {endpoint}: {_BIND_REASONS.get(exc.errno, exc.strerror)}")
+
+
+def _attach(sock: zmq.Socket, endpoint: str, *, bind: bool) -> None:
+    """Bind or connect ``sock``; a failure is an :class:`EndpointError` that names the endpoint, and closes it."""
+    try:
+        (sock.bind if bind else sock.connect)(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close(0)
+        raise EndpointError("bind" if bind else "connect", endpoint, exc) from None
 
 
 @dataclass(frozen=True)
@@ -134,7 +164,7 @@ class Forwarder:
         check_bind(self.ep.bus_in, self.security)
         check_bind(self.ep.bus_out, self.security)
 
-    def _serve(self) -> None:
+    def _serve(self, on_ready: Callable[[], object] | None = None) -> None:
         xsub = self.ctx.socket(zmq.XSUB)
         xpub = self.ctx.socket(zmq.XPUB)
         ctrl = self.ctx.socket(zmq.PAIR)
@@ -151,10 +181,21 @@ class Forwarder:
                     return
         xpub.setsockopt(zmq.SNDHWM, 100000)
         xsub.setsockopt(zmq.RCVHWM, 100000)
-        xsub.bind(self.ep.bus_in)
-        xpub.bind(self.ep.bus_out)
+        watch_socket(xsub, "bus")
+        watch_socket(xpub, "bus")
+        try:
+            _attach(xsub, self.ep.bus_in, bind=True)
+            _attach(xpub, self.ep.bus_out, bind=True)
+        except EndpointError as exc:  # kept, and raised by start() or run() in the caller's thread
+            for x in (xsub, xpub, ctrl):
+                x.close(0)
+            self._error = exc
+            self._ready.set()
+            return
         ctrl.bind(self._ctrl_addr)
         self._ready.set()
+        if on_ready is not None:
+            on_ready()
         try:
             zmq.proxy_steerable(xsub, xpub, None, ctrl)
         except zmq.ContextTerminated:
@@ -174,9 +215,13 @@ class Forwarder:
             raise self._error
         return self
 
-    def run(self) -> None:
+    def run(self, on_ready: Callable[[], object] | None = None) -> None:
+        """Serve in the foreground; ``on_ready()`` once both endpoints are bound. Raises what stopped it from
+        serving (a SecurityError, an EndpointError)."""
         self._check_binds()
-        self._serve()
+        self._serve(on_ready)
+        if self._error is not None:
+            raise self._error
 
     def stop(self) -> None:
         if self._thread is None:
@@ -200,7 +245,8 @@ class Publisher:
         self.sock.setsockopt(zmq.SNDHWM, 100000)
         if security is not None:
             security.client(self.sock, server="bus")
-        self.sock.connect(ep.bus_in)
+        watch_socket(self.sock, "bus")
+        _attach(self.sock, ep.bus_in, bind=False)
         self.stats = Stats()
 
     def publish(self, topic: bytes, msg: m.Message) -> None:
@@ -225,7 +271,8 @@ class Subscriber:
             security.client(self.sock, server="bus")
         for t in topics:
             self.sock.setsockopt(zmq.SUBSCRIBE, t)
-        self.sock.connect(ep.bus_out)
+        watch_socket(self.sock, "bus")
+        _attach(self.sock, ep.bus_out, bind=False)
         self.stats = Stats()
 
     def drain(self) -> Iterator[tuple[bytes, m.Message]]:
@@ -254,7 +301,8 @@ class CommandServer:
             except Exception:
                 self.sock.close(0)
                 raise
-        self.sock.bind(ep.commands)
+        watch_socket(self.sock, "engine")
+        _attach(self.sock, ep.commands, bind=True)
         self.stats = Stats()
 
     def send(self, junction: str, msg: m.Message) -> bool:
@@ -287,7 +335,8 @@ class CommandClient:
         self.sock.setsockopt(zmq.IMMEDIATE, 1)
         if security is not None:
             security.client(self.sock, server="engine")
-        self.sock.connect(ep.commands)
+        watch_socket(self.sock, "engine")
+        _attach(self.sock, ep.commands, bind=False)
         self.stats = Stats()
 
     def send(self, msg: m.Message) -> None:

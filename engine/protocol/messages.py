@@ -169,6 +169,8 @@ class FaultKind(StrEnum):
     JUNCTION_OFFLINE = "junction-offline"  # the engine has heard nothing from a junction for its offline time
     OPERATOR_RESET = "operator-reset"  # the engine answered an operator's reset request
     CLOCK_SKEW = "clock-skew"  # the engine measured a junction's clock offset above its skew limit
+    FEED_LOST = "feed-lost"  # the engine has had no detector reading for its feed-alarm time
+    FEED_RESTORED = "feed-restored"  # detector readings reach the engine again after a feed-lost alarm
 
 
 class Fault(_Msg, tag="fault"):

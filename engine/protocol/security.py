@@ -26,13 +26,18 @@ No key is ever logged, printed, put in a ``repr`` or in an exception message: er
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import os
+import queue
 import shutil
 import stat
 import tempfile
 import threading
+import time
+import uuid
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Self
@@ -41,6 +46,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
+from zmq.utils.monitor import recv_monitor_message
 
 log = logging.getLogger("lintas.security")
 
@@ -171,6 +177,22 @@ def _load(path: Path, *, secret: bool) -> tuple[bytes, bytes | None]:
     return public, sec
 
 
+def fingerprint(key: bytes | str) -> str:
+    """A public key's fingerprint: the first 16 hex digits of the SHA-256 of its 32 bytes. It names a key in
+    logs without showing it (a server logs a refused key's; a client logs its own next to its name).
+    ``key``: the 32 raw bytes or the 40 z85 characters of a key file."""
+    raw = key.encode("ascii") if isinstance(key, str) else bytes(key)
+    if len(raw) == 40:
+        raw = z85.decode(raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def key_fingerprint(path: str | os.PathLike) -> str:
+    """The fingerprint of the public key in a key file (``NAME.key`` or ``NAME.key_secret``)."""
+    public, _ = _load(Path(path), secret=False)
+    return fingerprint(public)
+
+
 def _valid_key(k: bytes | None) -> bool:
     if k is None or len(k) != 40:
         return False
@@ -260,9 +282,19 @@ _KEYRING = _Keyring()
 
 
 # -- the ZAP handler, one per context --------------------------------------------------------------
+LOG_EVERY = 60.0  # s: a refusal (per key) or a handshake failure (per endpoint) is logged at most once this often
+
+
+def _printable(raw: bytes) -> str:
+    """A peer's routing id for a log line: its text when printable, else its hex."""
+    text = raw.decode("ascii", "replace")
+    return text if text.isprintable() and "\ufffd" not in text else raw.hex()
+
+
 class _Authenticator(ThreadAuthenticator):
     """Accepts the public keys in ``allowed`` for the Lintas ZAP domain; the ZMQ ``User-Id`` of a peer
-    is its key's name (the file stem in ``allowed/``), not its key."""
+    is its key's name (the file stem in ``allowed/``), not its key. Counts every refused key by reason in
+    ``refused`` and logs it (its fingerprint, never the key) at most once per key per ``log_every`` s."""
 
     def __init__(self, ctx: zmq.Context, allowed: Path) -> None:
         super().__init__(ctx, log=_RedactingLog(logging.getLogger("lintas.security.zap"), _KEYRING))
@@ -270,6 +302,44 @@ class _Authenticator(ThreadAuthenticator):
         self.operators_dir = allowed.parent / OPERATORS_DIR
         self.names: dict[bytes, str] = {}
         self.users = 0
+        self.refused: Counter[str] = Counter()  # refused CURVE keys, by reason (unknown-key, not-operator)
+        self.log_every = LOG_EVERY
+        self._logged: dict[str, float] = {}  # fingerprint -> when its refusal was last logged (monotonic)
+        self._peer = ("", "")  # address and routing id of the connection being authenticated
+        self.serving: set[str] = set()  # the roles whose server sockets ask this handler (for the log)
+
+    async def handle_zap_message(self, msg: list[bytes]) -> None:
+        self._peer = (msg[3].decode("utf-8", "replace") if len(msg) > 3 else "",
+                      _printable(msg[4]) if len(msg) > 4 else "")
+        await super().handle_zap_message(msg)
+
+    async def _authenticate_curve(self, domain: str, client_key: bytes) -> tuple[bool, bytes]:
+        allowed, reason = await super()._authenticate_curve(domain, client_key)
+        if not allowed:
+            self._refuse(domain, client_key)
+        return allowed, reason
+
+    def _refuse(self, domain: str, client_key: bytes) -> None:
+        fp = fingerprint(client_key)
+        name = self.names.get(z85.encode(client_key))  # a key of the other list (a controller's, an operator's)
+        operators = domain == OPERATOR_DOMAIN
+        reason = "not-operator" if operators and name else "unknown-key"
+        self.refused[reason] += 1
+        now = time.monotonic()
+        if now - self._logged.get(fp, -self.log_every) < self.log_every:
+            return
+        if len(self._logged) > 1000:  # a flood of keys: forget those logged long ago
+            self._logged = {k: v for k, v in self._logged.items() if now - v < self.log_every}
+        self._logged[fp] = now
+        address, rid = self._peer
+        who = f"from {address or 'an unknown address'}" + (f" (routing id {rid!r})" if rid else "")
+        folder = self.operators_dir if operators else self.allowed_dir
+        known = f" (it is {name}'s key, from {self.allowed_dir if operators else self.operators_dir})" if name else ""
+        at = "the engine's operator endpoint" if operators else " and ".join(
+            f"the {r}" for r in sorted(self.serving - {"operator"})) or "this process"
+        log.warning("refused CURVE key %s %s at %s: not in %s/%s; to accept it, copy its .key file there and "
+                    "restart (the refused process logs its key's name next to this fingerprint)", fp, who, at,
+                    folder, known)
 
     @staticmethod
     def _read(folder: Path) -> dict[bytes, str]:
@@ -363,6 +433,30 @@ class Security:
             auth.users += 1
             self._auth = auth
 
+    def check_serving(self, role: str | None = None) -> None:
+        """Refuse to start a server (``role``: the bus, the engine) whose key directory cannot tell who may
+        connect: no ``allowed/`` folder (it could accept nobody's key, or, misconfigured, anybody's), or one
+        that holds no public key (every client would be refused). :class:`SecurityError` names the folder."""
+        role = role or self.me
+        allowed = self.directory / ALLOWED_DIR
+        if not allowed.is_dir():
+            raise SecurityError(f"{allowed}/ is missing: the {role} cannot serve with --keys {self.directory} "
+                                f"without the allow-list of the public keys it accepts (lintas keys "
+                                f"{self.directory} creates it and copies every public key it makes into it)")
+        if not any(allowed.glob(f"*{PUBLIC_SUFFIX}")):
+            raise SecurityError(f"{allowed}/ holds no public key (*{PUBLIC_SUFFIX}): the {role} would refuse every "
+                                f"client; copy the clients' .key files there (lintas keys {self.directory} --name "
+                                f"NAME creates a pair and lists it)")
+
+    def fingerprint(self) -> str:
+        """This process's public key's fingerprint (:func:`fingerprint`)."""
+        return fingerprint(self.__public)
+
+    def refused(self) -> Counter[str]:
+        """Clients' CURVE keys the ZAP handler of this context refused, by reason (``unknown-key``: not in
+        ``allowed/``; ``not-operator``: a known key that is not in ``operators/``, at the operator endpoint)."""
+        return Counter(dict(self._auth.refused)) if self._auth is not None else Counter()
+
     def reload(self) -> int:
         """Re-read the allow-list (after adding or removing a public key); returns how many keys."""
         if self._auth is None:
@@ -400,6 +494,7 @@ class Security:
                                 f"({self.directory / ALLOWED_DIR} missing, or the socket is from another context "
                                 f"than the one given to Security.load); it would accept any key")
         public, secret = self._server_pair(role or self.me)
+        self._auth.serving.add("operator" if domain == OPERATOR_DOMAIN else safe_name(role or self.me))
         sock.curve_secretkey = secret
         sock.curve_publickey = public
         sock.zap_domain = domain.encode()
@@ -452,6 +547,186 @@ class Security:
         raise TypeError("Security objects hold secret keys and cannot be pickled; load them in each process")
 
 
+# -- handshake failures, seen by socket monitors ----------------------------------------------------
+_SERVER_TYPES = (zmq.ROUTER, zmq.XPUB, zmq.XSUB, zmq.REP)  # the sockets Lintas binds; the others connect
+_MISMATCH = zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+_DECRYPT = (zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC, zmq.PROTOCOL_ERROR_ZMTP_KEY_EXCHANGE)
+
+
+class HandshakeWatch:
+    """The handshake failures of one process's sockets, from ZMQ socket monitors read in a thread of its own
+    (so it also watches the bus, whose forwarder runs in C). :func:`watch_socket` (``engine/protocol/bus.py``
+    calls it for every socket, before it binds or connects) adds a socket when its context has a watch;
+    :func:`watch_handshakes` starts one for a context (a command does, before it makes its sockets).
+
+    A server side failure is counted in ``refused`` by reason (``no-curve``: a client without CURVE keys at a
+    CURVE server; ``curve-client``: a client with keys at a server without; ``bad-handshake``: a client whose
+    handshake does not decrypt, holding another server's public key; ``incomplete``: a connection closed during
+    the handshake; ``protocol``: any other), refused keys are the ZAP handler's (``Security.refused``). A
+    client side failure is counted in ``failed`` by (server, reason): ``refused`` (the server's ZAP handler
+    refused this process's key), ``mechanism`` (one side has CURVE keys, the other not), ``closed`` (the server
+    closed the connection during the handshake), ``protocol``. Each is logged (``lintas.security``, warning:
+    what failed, where, and what to check) at most once per endpoint and reason per ``log_every`` s."""
+
+    EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+              | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_MONITOR_STOPPED)
+
+    def __init__(self, ctx: zmq.Context, *, me: str = "", key: str = "", log_every: float = LOG_EVERY) -> None:
+        self.ctx = ctx
+        self.me = me  # this process's key pair name, for the log ("" without keys)
+        self.key = key  # its fingerprint
+        self.log_every = log_every
+        self.refused: Counter[str] = Counter()
+        self.failed: Counter[tuple[str, str]] = Counter()
+        self._logged: dict[tuple, float] = {}
+        self._watched: set[int] = set()
+        self._pending: queue.SimpleQueue[tuple[str, dict]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lintas-handshakes", daemon=True)
+        self._thread.start()
+
+    def add(self, sock: zmq.Socket, peer: str) -> None:
+        """Watch ``sock`` (from the thread that owns it, before it binds or connects, so that no failure is
+        missed: a client refused once does not try again). ``peer``: the server it talks to, or the role it
+        serves (``bus``, ``engine``, ``operator``)."""
+        if id(sock) in self._watched or self._stop.is_set():
+            return
+        self._watched.add(id(sock))
+        addr = f"inproc://lintas-handshakes-{uuid.uuid4().hex}"
+        sock.monitor(addr, self.EVENTS)
+        info = {"peer": peer, "server": sock.socket_type in _SERVER_TYPES,
+                "curve": sock.getsockopt(zmq.MECHANISM) == zmq.CURVE}
+        self._pending.put((addr, info))
+
+    def close(self) -> None:
+        """Stop the thread and close its monitor sockets (before the context is destroyed)."""
+        self._stop.set()
+        self._thread.join(5)
+        with _WATCH_LOCK:
+            entry = _WATCHES.get(id(self.ctx))
+            if entry is not None and entry[1] is self:
+                del _WATCHES[id(self.ctx)]
+
+    # the thread ---------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        pairs: dict[zmq.Socket, dict] = {}
+        try:
+            while not self._stop.is_set():
+                while True:
+                    try:
+                        addr, info = self._pending.get_nowait()
+                    except queue.Empty:
+                        break
+                    pair = self.ctx.socket(zmq.PAIR)
+                    pair.setsockopt(zmq.LINGER, 0)
+                    pair.connect(addr)
+                    poller.register(pair, zmq.POLLIN)
+                    pairs[pair] = info
+                for pair, _ in poller.poll(100):
+                    try:
+                        ev = recv_monitor_message(pair, zmq.NOBLOCK)
+                    except zmq.Again:
+                        continue
+                    if ev["event"] == zmq.EVENT_MONITOR_STOPPED:  # its socket closed
+                        poller.unregister(pair)
+                        pair.close(0)
+                        pairs.pop(pair, None)
+                        continue
+                    self._event(pairs[pair], ev)
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            for pair in pairs:
+                pair.close(0)
+
+    def _event(self, info: dict, ev: dict) -> None:
+        kind, value = ev["event"], ev["value"]
+        endpoint = ev["endpoint"].decode("utf-8", "replace") if isinstance(ev["endpoint"], bytes) else ev["endpoint"]
+        peer, curve = info["peer"], info["curve"]
+        if info["server"]:
+            if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                return  # a refused key: counted and logged by the ZAP handler, with its fingerprint
+            if kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                reason, why = "incomplete", (f"a client left during the handshake at the {peer} on {endpoint}" + (
+                    " (a client without CURVE keys does when it notices first; or a port probe)" if curve else ""))
+            elif value == _MISMATCH and curve:
+                reason, why = "no-curve", (f"refused a client without CURVE keys at the {peer} on {endpoint}: it "
+                                           f"must run with --keys DIR (its key pair, its public key in allowed/ "
+                                           f"here)")
+            elif value == _MISMATCH:
+                reason, why = "curve-client", (f"a client with CURVE keys tried the {peer} on {endpoint}, which runs "
+                                               f"without --keys: start both with keys, or both without")
+            elif value in _DECRYPT:
+                reason, why = "bad-handshake", (f"refused a client at the {peer} on {endpoint} whose handshake does "
+                                                f"not decrypt: its {peer}.key is not this {peer}'s public key")
+            else:
+                reason, why = "protocol", f"refused a client at the {peer} on {endpoint}: protocol error {value:#x}"
+            self.refused[reason] += 1
+        else:
+            me = f" ({self.me}, key {self.key})" if self.me else ""
+            if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                reason, why = "refused", (f"handshake refused by the {peer} at {endpoint}: it does not accept this "
+                                          f"process's key{me}; its host's allowed/ must hold that .key file "
+                                          f"(status {value})")
+            elif value == _MISMATCH and kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+                reason, why = "mechanism", (f"handshake refused by the {peer} at {endpoint}: "
+                                            + (f"this process has CURVE keys{me} and the {peer} runs without: start "
+                                               f"it with --keys, or this process without" if curve else
+                                               f"the {peer} requires CURVE keys: pass --keys DIR"))
+            elif kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                reason, why = "closed", (f"handshake with the {peer} at {endpoint} failed: it closed the "
+                                         f"connection; "
+                                         + (f"is {peer}.key in this process's key directory the {peer}'s public "
+                                            f"key?" if curve else f"if the {peer} runs with --keys, pass --keys DIR "
+                                            f"here too"))
+            else:
+                reason, why = "protocol", f"handshake with the {peer} at {endpoint} failed: protocol error {value:#x}"
+            self.failed[(peer, reason)] += 1
+        if not why:
+            return
+        now = time.monotonic()
+        key = (info["server"], reason, endpoint)
+        if now - self._logged.get(key, -self.log_every) >= self.log_every:
+            self._logged[key] = now
+            log.warning("%s", why)
+
+
+_WATCHES: dict[int, tuple[zmq.Context, HandshakeWatch]] = {}
+_WATCH_LOCK = threading.Lock()
+
+
+def watch_handshakes(ctx: zmq.Context, security: Security | None = None, *,
+                     log_every: float = LOG_EVERY) -> HandshakeWatch:
+    """The context's :class:`HandshakeWatch`, started on first use: every socket of ``ctx`` that
+    ``engine/protocol/bus.py`` makes from now on is watched. ``security``: this process's keys (their name
+    and fingerprint go into the client-side log lines). :meth:`HandshakeWatch.close` it before the context
+    is destroyed."""
+    with _WATCH_LOCK:
+        entry = _WATCHES.get(id(ctx))
+        if entry is not None and entry[0] is ctx and not entry[1]._stop.is_set():
+            return entry[1]
+        w = HandshakeWatch(ctx, me=security.me if security is not None else "",
+                           key=security.fingerprint() if security is not None else "", log_every=log_every)
+        _WATCHES[id(ctx)] = (ctx, w)
+        return w
+
+
+def handshake_watch(ctx: zmq.Context) -> HandshakeWatch | None:
+    """The context's running :class:`HandshakeWatch`, or None."""
+    entry = _WATCHES.get(id(ctx))
+    if entry is None or entry[0] is not ctx or entry[1]._stop.is_set():
+        return None
+    return entry[1]
+
+
+def watch_socket(sock: zmq.Socket, peer: str) -> None:
+    """Watch ``sock``'s handshakes when its context has a :class:`HandshakeWatch` (else nothing)."""
+    w = handshake_watch(sock.context)
+    if w is not None:
+        w.add(sock, peer)
+
+
 # -- binding checks --------------------------------------------------------------------------------
 def is_loopback_host(host: str) -> bool:
     h = host.strip()
@@ -487,12 +762,18 @@ __all__ = [
     "DEFAULT_NAMES",
     "DEFAULT_OPERATORS",
     "OPERATOR_DOMAIN",
+    "HandshakeWatch",
     "Security",
     "SecurityError",
     "check_bind",
     "create_keys",
+    "fingerprint",
+    "handshake_watch",
     "is_loopback_host",
+    "key_fingerprint",
     "public_file",
     "safe_name",
     "secret_file",
+    "watch_handshakes",
+    "watch_socket",
 ]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import zmq
 
-from engine.protocol.security import Security, SecurityError
-from engine.protocol.telemetry import serve_metrics
+from engine.protocol.bus import EndpointError
+from engine.protocol.security import Security, SecurityError, handshake_watch
+from engine.protocol.telemetry import ConnectionCollector, serve_metrics
 
 
 class CommandError(Exception):
@@ -35,25 +36,59 @@ def run_commands(app, prog_name: str) -> None:
         sys.exit(2)
 
 
-def load_security(keys: Path | None, me: str, ctx: zmq.Context) -> Security | None:
-    """The CURVE security of process ``me`` from the key directory of ``--keys``, or None without it."""
+def load_security(keys: Path | None, me: str, ctx: zmq.Context, *, serves: str | None = None) -> Security | None:
+    """The CURVE security of process ``me`` from the key directory of ``--keys``, or None without it. A process
+    that ``serves`` (the bus, the engine) is refused a directory whose ``allowed/`` is missing or empty."""
     if keys is None:
         return None
     try:
-        return Security.load(keys, me, ctx)
+        sec = Security.load(keys, me, ctx)
     except SecurityError as exc:
         raise CommandError(str(exc)) from None
+    if serves is not None:
+        try:
+            sec.check_serving(serves)
+        except SecurityError as exc:
+            sec.close()
+            raise CommandError(str(exc)) from None
+    return sec
 
 
-def start_metrics(port: int | None, collector) -> Callable[[], None]:
-    """Serve ``collector`` on http://127.0.0.1:PORT/metrics when ``--metrics-port`` is given; returns the
-    function that stops it (a no-op without a port)."""
+def check_endpoints(options: Mapping[str, str]) -> None:
+    """Refuse, naming the options, two options given the same endpoint (``--bus-in`` equal to ``--bus-out``:
+    one bind would fail, or a socket would talk to itself) and a tcp port outside 1-65535 (ZeroMQ would
+    silently bind another). ``options``: option name -> endpoint."""
+    seen: dict[str, str] = {}
+    for opt, ep in options.items():
+        if not ep:
+            continue
+        if ep in seen:
+            raise CommandError(f"{seen[ep]} and {opt} are the same endpoint ({ep}): each needs its own")
+        seen[ep] = opt
+        scheme, sep, rest = ep.partition("://")
+        if sep and scheme.lower() == "tcp" and ":" in rest:
+            port = rest.rsplit(":", 1)[1]
+            if port != "*" and not (port.isdigit() and 0 < int(port) < 65536):
+                raise CommandError(f"{opt}: {ep}: the port must be 1-65535 (or * for any)")
+
+
+def endpoint_error(exc: EndpointError, options: Mapping[str, str]) -> CommandError:
+    """The one-line error of a bind or connect that failed, naming the option that gave the endpoint."""
+    opts = [o for o, ep in options.items() if ep == exc.endpoint]
+    return CommandError(f"{' / '.join(opts) + ': ' if opts else ''}{exc}")
+
+
+def start_metrics(port: int | None, collector, *more) -> Callable[[], None]:
+    """Serve ``collector`` (and ``more``) on http://127.0.0.1:PORT/metrics when ``--metrics-port`` is given;
+    returns the function that stops it (a no-op without a port)."""
     if port is None:
         return lambda: None
+    if not 0 < port < 65536:
+        raise CommandError(f"--metrics-port: {port}: the port must be 1-65535")
     try:
-        return serve_metrics(port, collector)
+        return serve_metrics(port, collector, *more)
     except OSError as exc:
-        raise CommandError(f"--metrics-port: cannot serve on port {port}: {exc.strerror or exc}") from None
+        raise CommandError(f"--metrics-port: cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}") from None
 
 
 class WallTicker:
@@ -81,17 +116,33 @@ CLOCKS = ("bus", "wall")  # a component's clock: the runner's ticks on the bus, 
 
 
 def run_until_stopped(component, *, clock: str, on_tick: Callable[[float], object], collector,
-                      metrics_port: int | None = None, security: Security | None = None) -> None:
+                      metrics_port: int | None = None, security: Security | None = None,
+                      name: str | None = None, on_ready: Callable[[], object] | None = None) -> None:
     """Run a component as its process's main loop until it stops or Ctrl-C: on the bus's ticks
     (``clock="bus"``) or every wall-clock second (``on_tick``), with its metrics endpoint when a port is
-    given; then close it and its security."""
-    try:
-        stop_metrics = start_metrics(metrics_port, collector)
-    except CommandError:
+    given (``collector``'s, and its connections' under ``lintas_<name>_``; ``name`` defaults to the
+    collector's class name without ``Collector``: ``engine``, ``controller``); then close it, the handshake
+    watch of its context (``watch_handshakes``, which the command started before making the component) and its
+    security. ``on_ready()`` once everything is bound (a banner: a process that cannot serve prints only its
+    error)."""
+    socks = component.sockets()
+    watch = handshake_watch(socks[0].context) if socks else None
+    name = name or type(collector).__name__.removesuffix("Collector").lower()
+
+    def close() -> None:
         component.close()
+        if watch is not None:
+            watch.close()
         if security is not None:
             security.close()
+
+    try:
+        stop_metrics = start_metrics(metrics_port, collector, ConnectionCollector(name, security, watch))
+    except CommandError:
+        close()
         raise
+    if on_ready is not None:
+        on_ready()
     try:
         if clock == "wall":
             serve(component, on_tick=on_tick, ticker=WallTicker(1.0))
@@ -101,9 +152,7 @@ def run_until_stopped(component, *, clock: str, on_tick: Callable[[float], objec
         pass
     finally:
         stop_metrics()
-        component.close()
-        if security is not None:
-            security.close()
+        close()
 
 
 def serve(component, on_tick: Callable[[float], object] | None = None, ticker: WallTicker | None = None,
