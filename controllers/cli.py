@@ -33,6 +33,10 @@ def controller(
                                                                             "http://127.0.0.1:PORT/metrics")] = None,
     plan: Annotated[Path | None, typer.Option("--plan", help="Time-of-day local plan (TOML) to run when the "
                                                              "engine is silent (default: the net's program)")] = None,
+    clock_offset: Annotated[float, typer.Option("--clock-offset", help="With --clock wall: seconds added to the "
+                                                                       "wall clock (to test an engine or a kit "
+                                                                       "against a controller whose clock is "
+                                                                       "wrong)")] = 0.0,
 ) -> None:
     import zmq
 
@@ -70,6 +74,8 @@ def controller(
     watch = watch_handshakes(zmq.Context.instance(), sec)  # before the sockets: logs "handshake refused by ..."
     try:
         ctrl = Controller(spec, ep, cfg=cfg, lockstep=lockstep and clock == "bus", security=sec, plan=local)
+        if clock == "wall" and clock_offset:
+            ctrl.do_tick = _offset(ctrl.do_tick, clock_offset)  # type: ignore[method-assign]
     except Exception as exc:
         watch.close()
         if sec is not None:
@@ -81,3 +87,11 @@ def controller(
         raise
     run_until_stopped(ctrl, clock=clock, on_tick=ctrl.do_tick, collector=ControllerCollector(ctrl),
                       metrics_port=metrics_port, security=sec)
+
+
+def _offset(tick, seconds: float):
+    """``tick`` called with its time plus ``seconds`` (``--clock-offset``): the controller's clock runs that far
+    ahead of the wall clock (behind when negative)."""
+    if not seconds:
+        return tick
+    return lambda t: tick(t + seconds)

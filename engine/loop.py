@@ -34,6 +34,8 @@ from engine.protocol.messages import Action, FaultKind, Interval, Mode, ResetRes
 log = logging.getLogger("lintas.engine")
 
 # what a controller reports -> what the kernels read
+OFFSET_WINDOW = 8  # states: a controller's clock offset is the smallest receipt-minus-time of its last 8
+
 INTERVAL_CODE = {Interval.GREEN: IntervalCode.GREEN, Interval.YELLOW: IntervalCode.YELLOW,
                  Interval.ALLRED: IntervalCode.ALLRED, Interval.FAILSAFE: IntervalCode.OFFLINE}
 
@@ -54,6 +56,8 @@ class Engine:
         tick: float = 1.0,
         security=None,
         wall=time.monotonic,
+        clock=None,
+        skew_limit: float = 1.0,
         operator: str | None = None,
         reset_timeout: float = 5.0,
         fusion_cfg: FusionConfig | None = None,
@@ -68,6 +72,8 @@ class Engine:
         self.offline_after = offline_after
         self.tick = tick
         self.wall = wall
+        self.clock = clock  # the engine's clock when a state arrives (None: its tick time + wall time since)
+        self.skew_limit = skew_limit  # s: above it a controller's clock is corrected for, and alarmed
         ctx = ctx or zmq.Context.instance()
         self.router = bus.CommandServer(ctx, ep, security=security)
         self.sub = bus.Subscriber(ctx, ep, [m.TOPIC_DETECTORS, m.TOPIC_TICK, m.TOPIC_PLAN], security=security)
@@ -85,7 +91,11 @@ class Engine:
         self.cur_phase = network.jn_phase_ptr[:-1].astype(np.int32).copy()
         self.interval = np.full(n_j, IntervalCode.OFFLINE, dtype=np.int8)
         self.since = np.zeros(n_j)
-        self.state_time = np.full(n_j, -np.inf)
+        self.state_time = np.full(n_j, -np.inf)  # each junction's latest state time, in the engine's clock
+        self.ctrl_time = np.full(n_j, -np.inf)  # the same in the controller's own clock
+        self.offset = np.zeros(n_j)  # s the controller's clock is behind the engine's, where corrected (else 0)
+        self.skewed = np.zeros(n_j, dtype=np.bool_)
+        self._offset_samples: list[deque[float]] = [deque(maxlen=OFFSET_WINDOW) for _ in range(n_j)]
         self.online = np.zeros(n_j, dtype=np.bool_)
         self.mode = [Mode.STARTING] * n_j  # each controller's mode, as last reported
         self.seq = np.zeros(n_j, dtype=np.int64)
@@ -98,6 +108,7 @@ class Engine:
         self.ticks_done = 0
         self.stopped = False
         self.now: float | None = None
+        self._stepped_at = 0.0  # wall time of the latest step
         self._ticks: deque[m.ClockTick] = deque()
         self._wait_since: float | None = None
         self._hb = 0
@@ -150,7 +161,7 @@ class Engine:
         return progressed
 
     def _on_state(self, j: int, st: m.ControllerState) -> None:
-        if not (st.time >= self.state_time[j]):
+        if not (st.time >= self.ctrl_time[j]):
             return
         n_ph = int(self.net.jn_phase_ptr[j + 1] - self.net.jn_phase_ptr[j])
         if not (0 <= st.phase < n_ph):
@@ -161,7 +172,9 @@ class Engine:
                 self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=st.time, kind=FaultKind.JUNCTION_ONLINE,
                                                         detail=st.junction))
         self.online[j] = True
-        self.state_time[j] = st.time
+        self.ctrl_time[j] = st.time
+        received = self._clock_offset(j, st)
+        self.state_time[j] = received if self.skewed[j] else st.time  # skewed: the engine's receipt time
         self.cur_phase[j] = self.net.jn_phase_ptr[j] + st.phase
         # a controller in `starting` has heard no engine word yet: it is commanded like one in `engine`
         commanded = st.mode in (Mode.ENGINE, Mode.STARTING)
@@ -175,6 +188,42 @@ class Engine:
                 self._answer(req, st.junction, who, ResetResult.OK,
                              f"fault of {st.junction} cleared; its controller runs the local plan and returns to "
                              f"engine control at a phase boundary")
+
+    def _received(self) -> float | None:
+        """The engine's clock now: its latest tick time plus the wall time since that tick (at most a tick)."""
+        if self.clock is not None:
+            return self.clock()
+        if self.now is None:
+            return None
+        return self.now + min(max(self.wall() - self._stepped_at, 0.0), self.tick)
+
+    def _clock_offset(self, j: int, st: m.ControllerState) -> float:
+        """How far junction j's clock is behind the engine's (docs/protocol.md, 'Clocks and ticks'): the smallest
+        receipt-minus-time of its last states (delivery only ever adds). Above the skew limit the engine raises
+        ``clock-skew`` and corrects for it (receipt times, words stamped in the controller's clock) until the
+        offset is back under half the limit. Lockstep runs have one clock, the runner's ticks."""
+        received = self._received()
+        if self.lockstep or received is None:
+            return st.time
+        samples = self._offset_samples[j]
+        sample = received - st.time
+        if samples and abs(sample - min(samples)) > self.skew_limit:
+            samples.clear()  # the controller's clock was set (or it restarted with another): start again
+        samples.append(sample)
+        off = min(samples)
+        if abs(off) > self.skew_limit or (self.skewed[j] and abs(off) >= self.skew_limit / 2):
+            self.offset[j] = off
+            if not self.skewed[j]:
+                self.skewed[j] = True
+                detail = f"{st.junction}: clock {abs(off):.1f} s {'behind' if off > 0 else 'ahead'}"
+                log.warning("clock skew: %s (the engine speaks to it in its own clock)", detail)
+                self.pub.publish(m.TOPIC_FAULT, m.Fault(source="engine", time=received, kind=FaultKind.CLOCK_SKEW,
+                                                        detail=detail))
+        elif self.skewed[j]:
+            log.info("junction %s: clock back within %.1f s (offset %.2f s)", st.junction, self.skew_limit / 2, off)
+            self.skewed[j] = False
+            self.offset[j] = 0.0
+        return received
 
     def _ready(self, t: float) -> bool:
         if not self.lockstep:
@@ -192,8 +241,10 @@ class Engine:
     def step(self, t: float) -> np.ndarray:
         """One control tick at clock time ``t``; returns the targets sent (-1: none)."""
         self.now = t
+        self._stepped_at = self.wall()
         self._wait_since = None
-        stale = self.online & (t - self.state_time > self.offline_after)
+        # (states that came before the first tick could not be timed by the engine's clock: judged from the next)
+        stale = self.online & (t - self.state_time > self.offline_after) & (self.ticks_done > 0)
         if stale.any():
             for j in np.flatnonzero(stale):
                 jid = self.net.junctions[j].id
@@ -226,11 +277,13 @@ class Engine:
             if k >= 0 and (not respects or (self.interval[j] == IntervalCode.GREEN and k != self.cur_phase[j])):
                 self.seq[j] += 1
                 cmd = m.PhaseCommand(junction=spec.id, action=Action.ADVANCE, phase=k - int(ptr[j]),
-                                     seq=int(self.seq[j]), issued_at=t)
+                                     seq=int(self.seq[j]), issued_at=t - float(self.offset[j]))
                 self.router.send(spec.id, cmd)
                 self.commands_sent += 1
             else:
-                self.router.send(spec.id, hb)
+                skewed = self.offset[j] != 0.0  # words in the controller's clock (docs/protocol.md, clocks)
+                self.router.send(spec.id, m.Heartbeat(sender="engine", time=t - float(self.offset[j]),
+                                                      seq=self.ticks_done) if skewed else hb)
         self._heartbeat(t)
 
     def reset(self, junction: str, operator: str = "") -> bool:
@@ -240,7 +293,8 @@ class Engine:
             return False
         self.seq[j] += 1
         t = self.now if self.now is not None else 0.0
-        return self.router.send(junction, m.FaultReset(junction=junction, seq=int(self.seq[j]), issued_at=t,
+        return self.router.send(junction, m.FaultReset(junction=junction, seq=int(self.seq[j]),
+                                                       issued_at=t - float(self.offset[j]),
                                                        operator=operator))
 
     # -- operators -----------------------------------------------------------------------------------

@@ -70,9 +70,11 @@ def test_lintas_controller_passes_the_kit_over_tcp(spec_file):
 
 
 def test_a_controller_written_from_the_doc_alone_passes_the_kit(spec_file):
-    r = run_kit([sys.executable, str(INDEPENDENT), str(spec_file)], spec_file)
+    """... with its clock 30 s ahead: the kit, as the engine does, speaks to it in its own clock."""
+    r = run_kit([sys.executable, str(INDEPENDENT), str(spec_file), "--clock-offset", "30"], spec_file)
     assert r.returncode == 0, r.stdout + r.stderr
     assert set(verdicts(r.stdout).values()) == {"pass"}, r.stdout
+    assert re.search(r"^C19 +pass .*its clock is 30\.\d\d s ahead of the kit's", r.stdout, flags=re.M), r.stdout
     assert "first state in mode starting, then starting -> engine" in r.stdout  # `starting` works as documented
 
 
