@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -26,16 +27,32 @@ JOBS = max(1, min(2, os.cpu_count() or 1))
 
 def _check(scenario: Path, policies: list[str], transport: str = "inproc", controllers: str = "inprocess",
            local_plan: Path | None = None, dead: str | None = None, end: float | None = None,
-           sumo_args: list[str] | None = None):
+           sumo_args: list[str] | None = None, gui: bool = False):
     """check_request, its errors as one-line command errors."""
     from simulation.experiments.batch import RequestError, check_request
     from simulation.sumo.scenario import ScenarioError
 
     try:
         scn, _net, compiled = check_request(scenario, policies, transport, controllers, local_plan, dead, end,
-                                            sumo_args)
+                                            sumo_args, gui=gui)
         return scn, compiled
     except (RequestError, ScenarioError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _check_outputs(work: Path, work_option: str, json_file: Path | None = None, report: Path | None = None,
+                   json_option: str = "--json") -> None:
+    """Every path the command will write, tried before the first run (folders created, a probe file written and
+    removed): a path that cannot be written costs nothing yet."""
+    from simulation.experiments.journal import OutputError, check_output_dir, check_output_file
+
+    try:
+        if report is not None:
+            check_output_dir("--report", report)
+        check_output_dir(work_option, work)
+        if json_file is not None:
+            check_output_file(json_option, json_file)
+    except OutputError as exc:
         raise CommandError(str(exc)) from None
 
 
@@ -47,10 +64,22 @@ def _err(message: str) -> None:
 EXIT_UNSAFE = 3
 
 
+def _write_json(path: Path, doc: dict) -> None:
+    """Whole or not at all: a temporary file beside it, then renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(doc, indent=2))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _finish(scenario_name: str, runs: list[dict], json_file: Path | None, report_dir: Path | None,
-            compiled=None, gui_only: list[str] | None = None) -> bool:
+            compiled=None, gui_only: list[str] | None = None, journal: Path | None = None) -> bool:
     """Print the table, the scenario's notes and the problems, write the JSON and the report; True when a run
-    had a latched fault, a collision or a lock."""
+    had a latched fault, a collision or a lock. A file that cannot be written after all (a full disk) is said,
+    with where the runs are kept, and exits 1."""
     from rich.console import Console
 
     from simulation.experiments.batch import runs_document
@@ -63,12 +92,20 @@ def _finish(scenario_name: str, runs: list[dict], json_file: Path | None, report
     if not console.is_terminal:  # files and pipes get the whole table, not an 80-column squeeze
         console = Console(width=200)
     console.print(format_table(runs, title=f"{scenario_name}: {len(runs)} runs"))
+    kept = f"; the runs are kept in {journal}" if journal is not None else ""
     if json_file is not None:
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(runs_document(scenario_name, runs), indent=2))
+        try:
+            _write_json(json_file, runs_document(scenario_name, runs))
+        except OSError as exc:
+            _err(f"error: --json {json_file}: cannot write ({exc.strerror or exc}){kept}")
+            raise typer.Exit(1) from None
         typer.echo(f"wrote {json_file}")
     if report_dir is not None:
-        paths = write_report(scenario_name, runs, report_dir, compiled=compiled, gui_only=gui_only or ())
+        try:
+            paths = write_report(scenario_name, runs, report_dir, compiled=compiled, gui_only=gui_only or ())
+        except OSError as exc:
+            _err(f"error: --report {report_dir}: cannot write ({exc.strerror or exc}){kept}")
+            raise typer.Exit(1) from None
         typer.echo(f"wrote {paths.get('markdown', report_dir)} and {paths.get('html', '')}")
     for line in scenario_notes(compiled, gui_only or ()):
         _err(f"note: {line.split(' (listed below)')[0]}")
@@ -78,13 +115,78 @@ def _finish(scenario_name: str, runs: list[dict], json_file: Path | None, report
                for r in runs)
 
 
+def _runs(n: int, what: str = "") -> str:
+    return f"{n} {what + ' ' if what else ''}run{'' if n == 1 else 's'}"
+
+
+def _kept_runs(scn, compiled, policies: list[str], seeds: int, work: Path, work_option: str, request: dict,
+               resume: bool, json_file: Path | None, report: Path | None, run, notes: list[str] = ()) -> int:
+    """The part of simulate and demo that must not lose a run: hold the work folder (a second invocation on it
+    is refused), keep the journal (a new one, or the one ``--resume`` goes on from), run what it lacks
+    (``run(skip, on_done, stop)``, which appends each run to it as it finishes), then build the table, the JSON
+    and the report from the journal. SIGINT and SIGTERM stop the runs and are ignored from then on, until
+    everything is written. ``notes`` are said once every check has passed. Returns the exit code."""
+    from simulation.experiments.batch import StopSignals
+    from simulation.experiments.journal import OutputError, WorkLock
+
+    lock = WorkLock(work, work_option)
+    try:
+        lock.acquire()
+    except OutputError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        with StopSignals() as stop:
+            return _journaled(scn, compiled, policies, seeds, work, request, resume, json_file, report, run, stop,
+                              notes)
+    finally:
+        lock.release()
+
+
+def _journaled(scn, compiled, policies: list[str], seeds: int, work: Path, request: dict, resume: bool,
+               json_file: Path | None, report: Path | None, run, stop, notes) -> int:
+    """_kept_runs inside the lock and the signal guard."""
+    from simulation.experiments.journal import Journal, JournalError
+
+    try:
+        journal = Journal.resume(work, request) if resume else Journal.start(work, request)
+    except JournalError as exc:
+        raise CommandError(str(exc)) from None
+    for line in notes:
+        _err(f"note: {line}")
+    wanted = {(p, s) for p in policies for s in range(1, seeds + 1)}
+    skip = set(journal.runs()) & wanted
+    if resume:
+        _err(f"note: --resume: {len(skip)} of {_runs(len(wanted))} already in {journal.path}; running the other "
+             f"{len(wanted) - len(skip)}")
+    try:
+        _new, interrupted = run(skip, journal.append, stop)
+    except JournalError as exc:
+        _err(f"error: {exc}")
+        return 1
+    runs = journal.ordered(policies, seeds)
+    if interrupted:
+        n = len(wanted) - len(runs)
+        _err(f"interrupted ({stop.name}); keeping the {_runs(len(runs))} that finished (in {journal.path}); the same "
+             f"command with --resume runs only the {_runs(n, 'missing')}")
+    unsafe = _finish(scn.name, runs, json_file, report, compiled, scn.gui_only, journal=journal.path)
+    if interrupted:
+        return 128 + (stop.signum or signal.SIGINT)  # 130 after Ctrl-C (SIGINT), 143 after SIGTERM
+    if len(runs) < len(wanted):
+        return 1
+    return EXIT_UNSAFE if unsafe else 0
+
+
 PolicyOpt = Annotated[list[str], typer.Option("--policy", "-p", help="Policy to run; repeat for several.")]
 
 
 @app.command(help="Run SUMO closed-loop comparisons. Example: lintas simulate ../shared/scenarios/resco/cologne1 "
-             "-p sumo-static -p fixed -p maxpressure --seeds 3 --json out/c1.json --report out/c1. Exit codes: 0 "
-             "every run finished clean, 1 a run failed, 2 bad input, 3 a run had a latched fault, a collision or a "
-             "lock (the results are written all the same), 130 interrupted.")
+             "-p sumo-static -p fixed -p maxpressure --seeds 3 --json out/c1.json --report out/c1. Every output path "
+             "is tried before the first run; each run is written to WORK/journal.jsonl as it finishes, and the JSON "
+             "and the report are built from it; --resume runs only what the journal lacks. One invocation per work "
+             "folder at a time. Exit codes: 0 every run finished clean, 1 a run failed (or the results could not be "
+             "written), 2 bad input (nothing ran), 3 a run had a latched fault, a collision or a lock (the results "
+             "are written all the same), 130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM (the finished runs are "
+             "written in both).")
 def simulate(
     scenario: Annotated[Path, typer.Argument(help=".sumocfg file or a folder holding one")],
     policy: PolicyOpt = ["maxpressure"],  # noqa: B006
@@ -99,8 +201,8 @@ def simulate(
     jobs: Annotated[int, typer.Option(min=1, help="Runs in parallel")] = JOBS,
     traci: Annotated[bool, typer.Option("--traci", help="Connect over TraCI instead of libsumo")] = False,
     gui: Annotated[bool, typer.Option("--gui", help="Use sumo-gui (implies --traci)")] = False,
-    work_dir: Annotated[Path | None, typer.Option(help="Where run outputs go (default: the report dir or "
-                                                       "./lintas-runs)")] = None,
+    work_dir: Annotated[Path | None, typer.Option(help="Where run outputs and the journal go (default: the "
+                                                       "report dir or ./lintas-runs)")] = None,
     param: Annotated[list[str], typer.Option("--param", help="Policy parameter NAME=VALUE; repeat")] = [],  # noqa: B006
     fail_detectors: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of detectors dead from the "
                                                                          "start (seeded random choice)")] = 0.0,
@@ -110,57 +212,74 @@ def simulate(
     save_tls_states: Annotated[bool, typer.Option("--save-tls-states", help="SUMO records what every light "
                                                   "showed, every step, in each run's folder "
                                                   "(tls_states.xml, for lintas check-tls)")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Go on from the work folder's journal: run only the "
+                                                          "(policy, seed) pairs it lacks (the same request "
+                                                          "only; --seeds may grow)")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    from simulation.experiments.batch import RequestError, parse_params, simulate_runs
+    from simulation.experiments.batch import RequestError, detector_notes, parse_params, simulate_runs
+    from simulation.experiments.journal import request_identity
+    from simulation.sumo.tools import sumo_version
 
-    scn, compiled = _check(scenario, policy, transport, controllers, local_plan, dead, end, sumo_arg)
+    scn, compiled = _check(scenario, policy, transport, controllers, local_plan, dead, end, sumo_arg, gui=gui)
     try:
         params = parse_params(param, policy)
     except RequestError as exc:
         raise CommandError(str(exc)) from None
-    out = work_dir or report or Path("lintas-runs")
-    runs, interrupted = simulate_runs(
-        scenario, policy, seeds, transport=transport, out_dir=out.resolve(), sumo_args=sumo_arg, end=end,
-        controllers=controllers, jobs=1 if (gui or traci) else jobs, traci=traci or gui, gui=gui, quiet=quiet,
-        params=params, fail_detectors=fail_detectors, dead=dead,
-        local_plan=local_plan.resolve() if local_plan is not None else None, save_tls_states=save_tls_states,
-        on_error=_err,
-    )
-    if interrupted:
-        _err("interrupted; keeping the finished runs")
-    unsafe = _finish(scn.name, runs, json_file, report, compiled, scn.gui_only)
-    if interrupted:
-        raise typer.Exit(130)
-    if len(runs) < len(policy) * seeds:
-        raise typer.Exit(1)
-    if unsafe:
-        raise typer.Exit(EXIT_UNSAFE)
+    work, work_option = ((work_dir, "--work-dir") if work_dir is not None else (report, "--report")
+                         if report is not None else (Path("lintas-runs"), "--work-dir"))
+    _check_outputs(work, work_option, json_file=json_file, report=report)
+    plan = local_plan.resolve() if local_plan is not None else None
+    request = request_identity(scn, policy, transport=transport, controllers=controllers, sumo_args=sumo_arg,
+                               end=end, traci=traci, gui=gui, params=params, fail_detectors=fail_detectors,
+                               dead=dead, local_plan=plan, save_tls_states=save_tls_states,
+                               sumo_version=sumo_version())
+
+    def run(skip, on_done, stop):
+        return simulate_runs(
+            scenario, policy, seeds, transport=transport, out_dir=work.resolve(), sumo_args=sumo_arg, end=end,
+            controllers=controllers, jobs=1 if (gui or traci) else jobs, traci=traci or gui, gui=gui, quiet=quiet,
+            params=params, fail_detectors=fail_detectors, dead=dead, local_plan=plan,
+            save_tls_states=save_tls_states, on_error=_err, on_done=on_done, skip=skip, stop=stop,
+        )
+
+    code = _kept_runs(scn, compiled, policy, seeds, work, work_option, request, resume, json_file, report, run,
+                      notes=detector_notes(policy, dead, fail_detectors))
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command(help="The main job: closed-loop comparison on the shipped demo city (Bunda Kota). "
              "Example: lintas demo --report reports/demo")
 def demo(
-    report: Annotated[Path, typer.Option(help="Report folder")] = Path("reports/demo"),
+    report: Annotated[Path, typer.Option(help="Report folder (the runs, their journal and runs.json too)")] = Path(
+        "reports/demo"),
     seeds: Annotated[int, typer.Option(min=1)] = 1,
     policy: Annotated[list[str] | None, typer.Option("--policy", "-p")] = None,
     jobs: Annotated[int, typer.Option(min=1)] = JOBS,
+    resume: Annotated[bool, typer.Option("--resume", help="Run only what the report folder's journal "
+                                                          "lacks")] = False,
 ) -> None:
     from simulation.experiments.batch import simulate_runs
+    from simulation.experiments.journal import request_identity
     from simulation.experiments.policies import COMPARISON
+    from simulation.sumo.tools import sumo_version
 
     policies = policy or list(COMPARISON)
     scn, compiled = _check(DEMO, policies)
-    runs, interrupted = simulate_runs(DEMO, policies, seeds, out_dir=report.resolve(), jobs=jobs, on_error=_err)
-    if interrupted:
-        _err("interrupted; keeping the finished runs")
-    unsafe = _finish(scn.name, runs, report / "runs.json", report, compiled)
-    if interrupted:
-        raise typer.Exit(130)
-    if len(runs) < len(policies) * seeds:
-        raise typer.Exit(1)
-    if unsafe:
-        raise typer.Exit(EXIT_UNSAFE)
+    json_file = report / "runs.json"
+    _check_outputs(report, "--report", json_file=json_file, json_option="--report")
+    request = request_identity(scn, policies, transport="inproc", controllers="inprocess", sumo_args=[], end=None,
+                               traci=False, gui=False, params={}, fail_detectors=0.0, dead=None, local_plan=None,
+                               save_tls_states=False, sumo_version=sumo_version())
+
+    def run(skip, on_done, stop):
+        return simulate_runs(DEMO, policies, seeds, out_dir=report.resolve(), jobs=jobs, on_error=_err,
+                             on_done=on_done, skip=skip, stop=stop)
+
+    code = _kept_runs(scn, compiled, policies, seeds, report, "--report", request, resume, json_file, report, run)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command(name="compile", help="Compile a scenario's traffic lights into the engine's arrays and junction specs. "
