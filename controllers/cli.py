@@ -6,6 +6,7 @@ policy kernels, so a roadside cabinet installs Lintas' core alone and runs this.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -37,7 +38,21 @@ def controller(
                                                                        "wall clock (to test an engine or a kit "
                                                                        "against a controller whose clock is "
                                                                        "wrong)")] = 0.0,
+    parent_pid: Annotated[int | None, typer.Option("--parent-pid", help="End with process PID, the one that "
+                                                                        "started this controller (Linux: a "
+                                                                        "parent-death signal)")] = None,
+    stats: Annotated[Path | None, typer.Option("--stats", help="When the controller ends, write its counters "
+                                                               "(JSON) to this file")] = None,
 ) -> None:
+    if parent_pid is not None:  # first of all: a controller whose starter is gone must not linger
+        from controllers.lifeline import ParentGone, die_with_parent
+
+        try:
+            die_with_parent(parent_pid)
+        except ParentGone as exc:
+            raise CommandError(f"--parent-pid: {exc}") from None
+    import signal
+
     import zmq
 
     from controllers.controller import Controller, ControllerConfig
@@ -85,8 +100,27 @@ def controller(
         if isinstance(exc, SecurityError):  # a public key it connects with (bus.key, engine.key) missing or bad
             raise CommandError(str(exc)) from None
         raise
-    run_until_stopped(ctrl, clock=clock, on_tick=ctrl.do_tick, collector=ControllerCollector(ctrl),
-                      metrics_port=metrics_port, security=sec)
+    terminated = []
+
+    def on_sigterm(signum, _frame):  # SIGTERM ends the controller as Ctrl-C does: sockets closed, stats written
+        if not terminated:
+            terminated.append(signum)
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        run_until_stopped(ctrl, clock=clock, on_tick=ctrl.do_tick, collector=ControllerCollector(ctrl),
+                          metrics_port=metrics_port, security=sec)
+    finally:
+        if stats is not None:
+            from controllers.lifeline import write_stats
+
+            try:
+                write_stats(ctrl, stats)
+            except OSError as exc:
+                print(f"lintas controller: --stats: cannot write {stats}: {exc.strerror or exc}", file=sys.stderr)
+    if terminated:
+        raise typer.Exit(128 + signal.SIGTERM)
 
 
 def _offset(tick, seconds: float):

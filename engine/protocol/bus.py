@@ -23,6 +23,7 @@ from engine.protocol import messages as m
 from engine.protocol.security import check_bind, watch_socket
 
 TRANSPORTS = ("inproc", "ipc", "tcp")
+IPC_PREFIX = "lintas-"  # the folder of an ipc:// endpoint set: <tmp>/lintas-<pid of its maker>-<random>
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -88,7 +89,7 @@ def endpoints(transport: str, *, host: str = "127.0.0.1", name: str | None = Non
     if transport == "inproc":
         return Endpoints(f"inproc://lintas-{name}-in", f"inproc://lintas-{name}-out", f"inproc://lintas-{name}-cmd")
     if transport == "ipc":
-        d = tempfile.mkdtemp(prefix="lintas-")
+        d = tempfile.mkdtemp(prefix=f"{IPC_PREFIX}{os.getpid()}-")  # the pid: ipc_sweep_stale knows it is dead
         return Endpoints(f"ipc://{d}/bus-in", f"ipc://{d}/bus-out", f"ipc://{d}/cmd")
     if transport == "tcp":
         return Endpoints(*(f"tcp://{host}:{_free_tcp_port(host)}" for _ in range(3)))
@@ -355,10 +356,78 @@ class CommandClient:
 
 
 def ipc_cleanup(ep: Endpoints) -> None:
-    """Remove the socket files of an ipc:// endpoint set."""
+    """Remove the socket files of an ipc:// endpoint set, and the folder :func:`endpoints` made for them."""
+    folders = set()
     for addr in ep.as_dict().values():
         if addr.startswith("ipc://"):
+            path = addr[len("ipc://"):]
             try:
-                os.unlink(addr[len("ipc://"):])
+                os.unlink(path)
             except OSError:
                 pass
+            folders.add(os.path.dirname(path))
+    for d in folders:
+        if os.path.basename(d).startswith(IPC_PREFIX):
+            try:
+                os.rmdir(d)  # only when empty: never someone else's files
+            except OSError:
+                pass
+
+
+def ipc_sweep_stale(tmp: str | None = None, min_age_s: float = 2.0, legacy_age_s: float = 3600.0) -> list[str]:
+    """Remove the ipc folders (``<tmp>/lintas-<pid>-*``, ours) that a process killed outright left behind: its
+    pid is gone, nothing listens on its sockets, it holds nothing but sockets and nothing changed in it for
+    ``min_age_s``. A folder named without a pid (``lintas-*``, by versions before 2026-12) needs
+    ``legacy_age_s`` instead of a dead pid. Returns the folders removed."""
+    import re
+    import socket
+    import stat
+    import time
+
+    tmp = tmp or tempfile.gettempdir()
+    removed = []
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return removed
+    for name in names:
+        mt = re.fullmatch(re.escape(IPC_PREFIX) + r"(?:(\d+)-)?\w+", name)
+        d = os.path.join(tmp, name)
+        try:
+            st = os.lstat(d)
+            if not mt or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            pid = mt.group(1)
+            if (time.time() - st.st_mtime < (min_age_s if pid else legacy_age_s)
+                    or (pid and _pid_alive(int(pid)))):
+                continue
+            files = [os.path.join(d, f) for f in os.listdir(d)]
+            if not all(stat.S_ISSOCK(os.lstat(f).st_mode) for f in files):
+                continue
+            live = False
+            for f in files:  # a pid of another pid namespace may look dead here: a listener says otherwise
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                    try:
+                        probe.connect(f)
+                        live = True
+                    except OSError:
+                        pass
+            if live:
+                continue
+            for f in files:
+                os.unlink(f)
+            os.rmdir(d)
+            removed.append(d)
+        except OSError:
+            continue
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True

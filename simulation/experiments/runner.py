@@ -6,14 +6,23 @@ publishes detector batches and clock ticks on the bus, the engine plans and comm
 controller over ROUTER/DEALER, each controller times its intervals and shows them on the heads; the
 runner steps SUMO only once every controller has applied tick t (lockstep, deterministic for a seed).
 Baselines (``sumo-*``) let SUMO run the lights itself, with the same detectors and outputs.
+
+With ``controllers="process"`` each junction's controller is a ``python -m controllers`` process: all of them
+in one process group, each tied to the runner (``--parent-pid``: they die with it, even by SIGKILL), each
+writing what it counted to ``<run>/controllers/<junction>.json`` when it ends (``--stats``), which is where
+the run's accepted / refused / faults / fallbacks come from. Every way out of a run (its end, an error,
+Ctrl-C, SIGTERM) stops them and removes the ipc folder; a folder left by a runner killed outright is removed
+by the next run on ipc (``bus.ipc_sweep_stale``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,11 +33,12 @@ import zmq
 
 from controllers.controller import Controller, ControllerConfig
 from controllers.drivers import SumoCabinet
+from controllers.lifeline import ParentGone, counters_record, die_with_parent, read_stats
 from engine.loop import Engine
 from engine.network import Network
 from engine.protocol import bus
 from engine.protocol import messages as m
-from engine.protocol.junction import write_specs
+from engine.protocol.junction import spec_file, write_specs
 from engine.protocol.messages import Mode, TickPhase
 from simulation.experiments import metrics
 from simulation.experiments.policies import LINTAS_POLICIES, SUMO_POLICIES
@@ -63,6 +73,15 @@ class RunError(RuntimeError):
     """A run that could not complete (the message says why)."""
 
 
+class RunStopped(RunError):
+    """A run stopped by SIGTERM: what it started was stopped and its sockets removed before this was raised."""
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the run is (like KeyboardInterrupt, not an Exception: code that must survive any
+    error, a malformed frame say, does not swallow it); :func:`run_one` turns it into :class:`RunStopped`."""
+
+
 @dataclass
 class RunSpec:
     scenario: Path
@@ -84,7 +103,72 @@ class RunSpec:
 
 
 def run_one(spec: RunSpec, progress=None) -> dict:
-    """One run; ``progress(sim_seconds_done, total)`` is called every 60 simulated seconds."""
+    """One run; ``progress(sim_seconds_done, total)`` is called every 60 simulated seconds. SIGTERM (what the
+    batch's pool sends a worker it cancels) stops it as Ctrl-C does: :class:`RunStopped`, after every process
+    it started has ended and its temporary sockets are gone."""
+    try:
+        with _sigterm_stops_the_run():
+            _end_with_the_batch()
+            return _run_one(spec, progress)
+    except _Terminated as exc:
+        raise RunStopped(str(exc)) from None
+
+
+def _end_with_the_batch() -> None:
+    """In a worker of the batch's process pool: a SIGTERM when the process that started it ends, however it
+    ends (SIGKILL included), so the run stops what it started instead of running on, orphaned, to its end."""
+    import multiprocessing as mp
+
+    parent = mp.parent_process()
+    if parent is None or parent.pid is None or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        die_with_parent(parent.pid, sig=signal.SIGTERM)
+    except ParentGone as exc:
+        raise RunStopped(f"the run was not started: {exc}") from None
+
+
+@contextmanager
+def _sigterm_stops_the_run() -> Iterator[None]:
+    """SIGTERM raises :class:`_Terminated` (once: a second one while the run cleans up is not let to cut that
+    short). Only the main thread can take signals; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def stop(signum, _frame):
+        if not fired:
+            fired.append(signum)
+            raise _Terminated(f"the run was stopped by {signal.Signals(signum).name}")
+
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the run stops what it started; deliver the first one afterwards (to the
+    handler that was in force), so a Ctrl-C or a SIGTERM cannot leave processes or sockets behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {sg: signal.signal(sg, lambda signum, _f: got.append(signum)) for sg in sigs}
+    try:
+        yield
+    finally:
+        for sg, h in old.items():
+            signal.signal(sg, h)
+    if got:
+        signal.raise_signal(got[0])
+
+
+def _run_one(spec: RunSpec, progress=None) -> dict:
     scn = load_scenario(spec.scenario)
     end = float(spec.end) if spec.end is not None else scn.end
     tag = "".join(f"-{k}={v:g}" for k, v in sorted(spec.params.items()))
@@ -132,7 +216,7 @@ def run_one(spec: RunSpec, progress=None) -> dict:
                 queue = _run_sumo_alone(field_, locks, begin, end, progress)
                 loop_stats: dict = {}
             else:
-                queue, loop_stats = _run_closed_loop(field_, locks, net, spec, begin, end, progress)
+                queue, loop_stats = _run_closed_loop(field_, locks, net, spec, begin, end, progress, run_dir)
         finally:
             field_.close()
     wall = time.perf_counter() - wall0
@@ -206,12 +290,39 @@ def _run_sumo_alone(field_: SumoField, locks: LockWatch, begin: float, end: floa
 
 class City:
     """Everything Lintas runs for one closed-loop run: forwarder, engine, controllers (in this
-    process, or as ``lintas controller`` processes), and the runner's own bus sockets."""
+    process, or as ``lintas controller`` processes), and the runner's own bus sockets.
 
-    def __init__(self, net: Network, spec: RunSpec, field_: SumoField) -> None:
+    Controller processes form one process group of their own (a Ctrl-C at the terminal reaches the runner,
+    which stops them in order) and end with the runner whatever kills it (``--parent-pid``: a parent-death
+    signal); each writes what it counted to ``<run>/controllers/<junction>.json`` when it ends. :meth:`close`
+    stops and removes everything on every way out; a failure half-way through ``__init__`` closes what was
+    started."""
+
+    STOP_WAIT = 5.0  # s for controller processes to end after STOP at the end of a run (then SIGTERM, SIGKILL)
+    ABORT_WAIT = 1.0  # the same when the run failed or was interrupted
+
+    def __init__(self, net: Network, spec: RunSpec, field_: SumoField, run_dir: Path | None = None) -> None:
         self.net = net
+        self.controllers: list[Controller] = []
+        self.procs: list[subprocess.Popen] = []
+        self.remote = spec.controllers == "process"
+        self.proc_junction: list[str] = []
+        self.stats_files: dict[str, Path] = {}
+        self.states: dict[str, m.ControllerState] = {}
+        self.engine_alive = False
+        self.fwd = self.pub = self.sub = self.engine = None
         self.ctx = zmq.Context()
+        if spec.transport == "ipc":
+            for d in bus.ipc_sweep_stale():
+                log.info("removed the ipc folder %s of a process that ended without removing it", d)
         self.ep = bus.endpoints(spec.transport)
+        try:
+            self._start(net, spec, field_, run_dir or spec.out_dir / "runs")
+        except BaseException:
+            self.close(wait=self.ABORT_WAIT)
+            raise
+
+    def _start(self, net: Network, spec: RunSpec, field_: SumoField, run_dir: Path) -> None:
         self.fwd = bus.Forwarder(self.ep, self.ctx).start()
         self.pub = bus.Publisher(self.ctx, self.ep)
         self.sub = bus.Subscriber(self.ctx, self.ep, [m.TOPIC_STATE, m.TOPIC_HEARTBEAT])
@@ -226,19 +337,22 @@ class City:
             from controllers.localplan import load_plan
 
             plans = load_plan(spec.local_plan).check_network(net.junctions, cfg.timing)
-        self.controllers: list[Controller] = []
-        self.procs: list[subprocess.Popen] = []
-        self.remote = spec.controllers == "process"
-        self.proc_junction = [j.id for j in net.junctions] if self.remote else []
         if self.remote:
             specs = write_specs(net.junctions, spec.out_dir / "compiled" / "junctions")
+            stats_dir = run_dir / "controllers"
+            stats_dir.mkdir(parents=True, exist_ok=True)
             for j in net.junctions:
+                self.stats_files[j.id] = stats = spec_file(stats_dir, j.id)
+                stats.unlink(missing_ok=True)  # a file of an earlier run in this folder is not this run's count
                 cmd = [sys.executable, "-m", "controllers", str(specs[j.id]),
                        "--bus-in", self.ep.bus_in, "--bus-out", self.ep.bus_out, "--commands", self.ep.commands,
-                       "--lockstep", "--lockstep-wait", str(spec.lockstep_wait)]
+                       "--lockstep", "--lockstep-wait", str(spec.lockstep_wait),
+                       "--parent-pid", str(os.getpid()), "--stats", str(stats)]
                 if spec.local_plan is not None:
                     cmd += ["--plan", str(spec.local_plan)]
-                self.procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))
+                group = self.procs[0].pid if self.procs else 0  # one group for all, the first one leads it
+                self.procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, process_group=group))
+                self.proc_junction.append(j.id)
         else:
             for j in net.junctions:
                 heads = SumoCabinet(field_.conn, j.id, j.link_via)
@@ -247,8 +361,6 @@ class City:
         self.poller = zmq.Poller()
         for s in [self.sub.sock, *self.engine.sockets(), *(s for c in self.controllers for s in c.sockets())]:
             self.poller.register(s, zmq.POLLIN)
-        self.states: dict[str, m.ControllerState] = {}
-        self.engine_alive = False
 
     def _check_processes(self) -> None:
         """A controller process that exited is a failed run, said at once (its messages are in the run's log)."""
@@ -303,36 +415,101 @@ class City:
                 late = [j.id for j in self.net.junctions if self.states.get(j.id) is None or self.states[j.id].time < t]
                 raise RunError(f"t={t:g}: no state from {', '.join(late[:5])} within {wait:g} s")
 
-    def close(self) -> None:
-        try:
-            self.pub.publish(m.TOPIC_TICK, m.ClockTick(time=0, step=-1, phase=TickPhase.STOP))
-        except zmq.ZMQError:
-            pass
-        for p in self.procs:
+    def counters(self) -> dict[str, dict | None]:
+        """What each junction's controller counted (:func:`controllers.lifeline.counters_record`), by junction:
+        in process, read from it; in other processes, from the file each wrote when it ended (after
+        :meth:`close`), or None for one that wrote none."""
+        if not self.remote:
+            return {c.id: counters_record(c) for c in self.controllers}
+        return {jid: read_stats(f) for jid, f in self.stats_files.items()}
+
+    def close(self, wait: float | None = None) -> None:
+        """Stop everything, whatever state it is in: the controllers (STOP; then SIGTERM and SIGKILL to their
+        process group), the engine, the sockets, the ipc folder. Signals wait until it is done."""
+        with _signals_deferred():
             try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for c in self.controllers:
-            c.close()
-        self.engine.close()
-        self.pub.close()
-        self.sub.close()
-        self.fwd.stop()
-        bus.ipc_cleanup(self.ep)
-        self.ctx.term()
+                if self.pub is not None:
+                    self.pub.publish(m.TOPIC_TICK, m.ClockTick(time=0, step=-1, phase=TickPhase.STOP))
+            except zmq.ZMQError:
+                pass
+            try:
+                self._end_processes(self.STOP_WAIT if wait is None else wait)
+            finally:
+                closers = [c.close for c in self.controllers]
+                closers += [x.close for x in (self.engine, self.pub, self.sub) if x is not None]
+                if self.fwd is not None:
+                    closers.append(self.fwd.stop)
+                for close in closers:
+                    try:
+                        close()
+                    except Exception as exc:  # noqa: BLE001 - the rest must still be closed
+                        log.warning("closing the run: %s: %s", type(exc).__name__, exc)
+                self.ctx.destroy(linger=0)
+                bus.ipc_cleanup(self.ep)
+
+    def _end_processes(self, wait: float) -> None:
+        """Wait up to ``wait`` s for the controller processes to end by themselves, then SIGTERM their group
+        (they write their counters and close), then SIGKILL it."""
+        for sig, grace in ((None, wait), (signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+            if all(p.poll() is not None for p in self.procs):
+                return
+            if sig is not None:
+                self._signal_group(sig)
+            deadline = time.monotonic() + grace
+            for p in self.procs:
+                try:
+                    p.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    break
+        for p, jid in zip(self.procs, self.proc_junction):
+            if p.poll() is None:
+                log.error("the controller process of junction %s (pid %d) did not end", jid, p.pid)
+
+    def _signal_group(self, sig: int) -> None:
+        # while one of them is not reaped, the group's id cannot have been given to anyone else
+        if not any(p.poll() is None for p in self.procs):
+            return
+        try:
+            os.killpg(self.procs[0].pid, sig)
+        except OSError:
+            for p in self.procs:
+                if p.poll() is None:
+                    p.send_signal(sig)
+
+
+def controller_totals(counted: dict[str, dict | None], states: dict[str, m.ControllerState]) -> dict:
+    """The run's accepted / refused / faults / fallbacks from what each controller counted. A junction whose
+    count is missing gives accepted and refused from its last state message (they travel in it), and makes
+    faults and fallbacks unknown (None), never 0."""
+
+    def total(key: str) -> int | None:
+        vals = []
+        for jid, rec in counted.items():
+            v = rec.get(key) if rec is not None else None
+            if v is None and key in ("accepted", "refused") and jid in states:
+                v = getattr(states[jid], key)
+            vals.append(v)
+        return None if any(v is None for v in vals) else sum(vals)
+
+    missing = sorted(jid for jid, rec in counted.items() if rec is None)
+    if missing:
+        log.warning("no counters from the controllers of %s: accepted and refused from their last states, faults "
+                    "and fallbacks unknown", ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
+    return {"accepted": total("accepted"), "refused": total("refused"), "faults": total("faults"),
+            "fallbacks": total("fallbacks")}
 
 
 def _run_closed_loop(field_: SumoField, locks: LockWatch, net: Network, spec: RunSpec, begin: float, end: float,
-                     progress):
+                     progress, run_dir: Path | None = None):
     import numpy as np
 
-    city = City(net, spec, field_)
+    city = City(net, spec, field_, run_dir)
     samples = []
     faults = 0
     fault_at: dict[str, float] = {}  # junction -> when it first latched a fault (all red from then)
     failsafe_s = 0.0  # junction-seconds shown all red after a latched fault
     failsafe = {j.id: False for j in net.junctions}
+    finished = False
     try:
         city.sync(begin - 1.0)
         t = begin
@@ -357,18 +534,25 @@ def _run_closed_loop(field_: SumoField, locks: LockWatch, net: Network, spec: Ru
             step += 1
             if progress is not None and step % 60 == 0:
                 progress(t - begin, end - begin)
-        stats = {
-            "commands_sent": city.engine.commands_sent,
-            "commands_accepted": sum(c.counters.accepted for c in city.controllers),
-            "commands_refused": sum(c.counters.refused for c in city.controllers),
-            "faults": faults,  # from the controllers' states, in process or not
-            "fault_junctions": fault_at,
-            "failsafe_s": failsafe_s,
-            "fallbacks": sum(c.counters.fallbacks for c in city.controllers),
-            "dropped_messages": city.engine.router.stats.dropped + city.engine.sub.stats.dropped,
-        }
+        finished = True
     finally:
-        city.close()
+        city.close(wait=None if finished else City.ABORT_WAIT)
+    # after close: controller processes write what they counted when they end
+    totals = controller_totals(city.counters(), city.states)
+    if totals["faults"] is not None and totals["faults"] != faults:
+        log.warning("%s seed %d: the controllers counted %d faults, their states showed %d latched",
+                    spec.policy, spec.seed, totals["faults"], faults)
+    stats = {
+        "commands_sent": city.engine.commands_sent,
+        "commands_accepted": totals["accepted"],
+        "commands_refused": totals["refused"],
+        # what the controllers counted; where a process left no count, the latches its states showed
+        "faults": totals["faults"] if totals["faults"] is not None else faults,
+        "fault_junctions": fault_at,
+        "failsafe_s": failsafe_s,
+        "fallbacks": totals["fallbacks"],
+        "dropped_messages": city.engine.router.stats.dropped + city.engine.sub.stats.dropped,
+    }
     return np.array(samples), stats
 
 
