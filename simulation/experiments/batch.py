@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.network import Network
-from engine.protocol.bus import TRANSPORTS
+from engine.protocol.bus import TRANSPORTS, ipc_sweep_stale
 from simulation.experiments.policies import ALL_POLICIES, LINTAS_POLICIES
 from simulation.experiments.runner import CONTROLLER_MODES, EXTRA_KEYS, RUN_KEYS, TICK, RunSpec
 from simulation.sumo.netcompile import CompileReport, compile_network
@@ -393,6 +393,9 @@ def run_specs(specs: list[RunSpec], *, jobs: int = 2, quiet: bool = False, label
                 _kill_workers(pool)
                 with contextlib.suppress(Exception):  # a pool whose workers were killed may complain
                     pool.shutdown(wait=True, cancel_futures=True)
+                # a killed run could not remove its ipc sockets: remove those of dead runs now, not at the next run
+                with contextlib.suppress(OSError):
+                    ipc_sweep_stale(min_age_s=0.0)
             else:
                 pool.shutdown()
             q.close()

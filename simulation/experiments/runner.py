@@ -200,7 +200,7 @@ def _run_one(spec: RunSpec, progress=None) -> dict:
         "--no-step-log", "true",
         "--no-warnings", "true",
         "--duration-log.disable", "true",
-        "--end", f"{end:g}",
+        "--end", repr(float(end)),
         *sumo_output_args(run_dir, write_undeparted=random_demand),
     ]
     args = sumo_command(defaults, spec.sumo_args, extra)

@@ -189,7 +189,8 @@ def run_drill(scenario: Path, out_dir: Path, *, policy: str = "maxpressure", spe
     specs = write_specs(net.junctions, out_dir / "compiled" / "junctions")
     for j in net.junctions:
         procs[j.id] = _spawn("controllers", [str(specs[j.id]), *eps, "--commands", ep.commands, "--clock", "bus",
-                                             "--no-lockstep", *key_args], logs / f"controller-{safe_name(j.id)}.log")
+                                             "--no-lockstep", "--parent-pid", str(os.getpid()), *key_args],
+                               logs / f"controller-{safe_name(j.id)}.log")  # they die with the drill
     from engine.protocol.security import Security
 
     ctx = zmq.Context()

@@ -175,8 +175,8 @@ def _all_gone(pids: set[int], what=_is_controller, timeout: float = 10.0) -> Non
 # -- the signals ----------------------------------------------------------------------------------------------------
 def test_ctrl_c_stops_every_controller_and_leaves_no_sockets(run_factory):
     """Ctrl-C at the terminal (SIGINT to the job's process group): no controller process outlives the command.
-    The ipc folder is removed by the runner when it is let to stop (SIGTERM); the batch kills its workers
-    outright (SIGKILL), and then the folder is a dead process's, which the next start removes."""
+    The batch kills its workers outright (SIGKILL), so the runner cannot remove its ipc folder: the batch
+    removes the folders of dead runs before it exits."""
     run = run_factory()
     ctrls, runner = run.up()
     os.killpg(run.proc.pid, signal.SIGINT)
@@ -184,8 +184,6 @@ def test_ctrl_c_stops_every_controller_and_leaves_no_sockets(run_factory):
     _all_gone(ctrls)
     _all_gone({runner}, what=lambda _c: True)
     assert "Traceback" not in run.stderr()
-    left = run.ipc_folders()
-    assert left == [] or sorted(bus.ipc_sweep_stale(str(run.tmpdir), min_age_s=0)) == [str(d) for d in left]
     assert run.ipc_folders() == []
 
 
