@@ -44,6 +44,17 @@ class EngineCollector(Collector):
         for spec, flag in zip(e.net.junctions, e.online):
             on.add_metric([spec.id], 1.0 if flag else 0.0)
         yield on
+        skew = GaugeMetricFamily("lintas_engine_clock_skew", "1 while the junction's controller clock is off by "
+                                 "more than the skew limit (the engine corrects for it; clock-skew alarm)",
+                                 labels=["junction"])
+        off = GaugeMetricFamily("lintas_engine_clock_offset_seconds", "Seconds the junction's controller clock is "
+                                "behind the engine's, where corrected for (0 within the skew limit)",
+                                labels=["junction"])
+        for spec, flag, o in zip(e.net.junctions, e.skewed, e.offset):
+            skew.add_metric([spec.id], 1.0 if flag else 0.0)
+            off.add_metric([spec.id], float(o))
+        yield skew
+        yield off
         g = GaugeMetricFamily("lintas_engine_sensors", "Sensors by health state (no-data: never reported)",
                               labels=["state"])
         for state, n in sorted(e.fusion.health_summary().items()):

@@ -116,6 +116,12 @@ def test_a_skewed_controller_stays_online_and_is_commanded(field, skew, side, cl
     # the engine's view of the junction is in its own clock: the state counts as received now
     assert f.eng.state_time[f.j] == pytest.approx(f.t - 1.0, abs=tol)
     assert f.eng.ctrl_time[f.j] == pytest.approx(f.t - 1.0 + skew)
+    # and the operator sees it in the metrics, junction by junction
+    from engine.metrics import EngineCollector
+
+    fam = {x.name: {s.labels.get("junction"): s.value for s in x.samples} for x in EngineCollector(f.eng).collect()}
+    assert fam["lintas_engine_clock_skew"]["A1"] == 1.0 and fam["lintas_engine_clock_skew"]["A2"] == 0.0
+    assert fam["lintas_engine_clock_offset_seconds"]["A1"] == pytest.approx(-skew, abs=tol)
 
 
 def test_without_the_correction_a_controller_6_s_behind_is_lost(field):
