@@ -62,12 +62,15 @@ COMMANDS: dict[str, Entry] = {
                   "signals are checked independently."),
     "zoo": Entry("simulation.cli", "zoo", "Write the scenario zoo: small SUMO scenarios made by SUMO's own tools, "
                  "varying what real scenarios vary."),
+    "api": Entry("transit_api.cli", "api", "Serve the transit API (stops, routes, next arrivals from a static GTFS "
+                 "feed) on uvicorn."),
     "bench": Entry("benchmarks.cli", None, "Benchmarks (figures and ratios measured side by side; JSON under "
                    "benchmarks/results/)."),
 }
 
 #: the third-party modules that only the optional installs bring
-_EXTRA_MODULES = {"sumo": "sim", "sumolib": "sim", "libsumo": "sim", "traci": "sim", "matplotlib": "sim"}
+_EXTRA_MODULES = {"sumo": "sim", "sumolib": "sim", "libsumo": "sim", "traci": "sim", "matplotlib": "sim",
+                  "fastapi": "api", "uvicorn": "api", "starlette": "api"}
 
 
 def _missing_install(exc: ModuleNotFoundError, what: str) -> Exception:
