@@ -200,8 +200,7 @@ def test_a_controller_with_someone_elses_key_or_none_is_refused_and_both_sides_s
             procs[name] = subprocess.Popen(_argv(*argv[name]), cwd=REPO, stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, text=True)
         want = {
-            "bus": ('lintas_bus_auth_refused_total{reason="unknown-key"}',
-                    'lintas_bus_auth_refused_total{reason="no-curve"}'),
+            "bus": ('lintas_bus_auth_refused_total{reason="unknown-key"}',),
             "engine": ('lintas_engine_auth_refused_total{reason="unknown-key"}',),
             "rogue": ('lintas_controller_handshake_failed_total{peer="bus",reason="refused"}',
                       'lintas_controller_handshake_failed_total{peer="engine",reason="refused"}'),
@@ -211,7 +210,11 @@ def test_a_controller_with_someone_elses_key_or_none_is_refused_and_both_sides_s
         t_end = time.monotonic() + 60
         while time.monotonic() < t_end:
             seen = {k: _metrics(ports[k]) for k in want}
-            if all(seen[k].get(name, 0) >= 1 for k, names in want.items() for name in names):
+            # the keyless client: the bus sees the mechanism mismatch (no-curve), or, when the client noticed it
+            # first and hung up, a handshake left incomplete; which one is a race inside ZeroMQ
+            keyless_at_bus = sum(seen["bus"].get(f'lintas_bus_auth_refused_total{{reason="{r}"}}', 0)
+                                 for r in ("no-curve", "incomplete"))
+            if keyless_at_bus >= 1 and all(seen[k].get(name, 0) >= 1 for k, names in want.items() for name in names):
                 break
             assert all(p.poll() is None for p in procs.values()), {k: p.poll() for k, p in procs.items()}
             time.sleep(0.3)
@@ -232,7 +235,8 @@ def test_a_controller_with_someone_elses_key_or_none_is_refused_and_both_sides_s
     refused = f"refused CURVE key {fp} from 127.0.0.1"
     assert errs["bus"].count(refused) == 1, errs["bus"]
     assert f"at the bus: not in {keys / 'allowed'}/" in errs["bus"]
-    assert "refused a client without CURVE keys at the bus" in errs["bus"]
+    assert ("refused a client without CURVE keys at the bus" in errs["bus"]
+            or "a client left during the handshake at the bus" in errs["bus"]), errs["bus"]
     assert errs["engine"].count(refused) == 1 and "at the engine" in errs["engine"], errs["engine"]
     for peer in ("bus", "engine"):
         assert f"handshake refused by the {peer}" in errs["rogue"] and f"key {fp}" in errs["rogue"], errs["rogue"]
