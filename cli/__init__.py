@@ -45,7 +45,7 @@ COMMANDS: dict[str, Entry] = {
     "controller": Entry("controllers.cli", "controller", "Run one intersection controller."),
     "conformance": Entry("controllers.conformance.cli", "conformance", "Check a controller against "
                          "docs/protocol.md: plays the engine's side (and the bus's) through scripted cases and prints "
-                         "one pass/fail line per requirement (C1-C23); exits 1 on any failure."),
+                         "one pass/fail line per requirement (C1-C28); exits 1 on any failure."),
     "bus": Entry("engine.cli", "bus", "Run the bus forwarder (XSUB/XPUB)."),
     "keys": Entry("engine.cli", "keys", "Create CURVE key pairs for --keys: NAME.key (public) and NAME.key_secret "
                   "(0600) per name, public keys copied to DIR/allowed/ (the allow-list); operators' also to "

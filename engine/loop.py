@@ -161,10 +161,10 @@ class Engine:
         return progressed
 
     def _on_state(self, j: int, st: m.ControllerState) -> None:
-        if not (st.time >= self.ctrl_time[j]):
-            return
         n_ph = int(self.net.jn_phase_ptr[j + 1] - self.net.jn_phase_ptr[j])
-        if not (0 <= st.phase < n_ph):
+        if not (0 <= st.phase < n_ph) or not np.isfinite(st.time):
+            return
+        if not (st.time >= self.ctrl_time[j]) and not self._clock_stepped_back(j, st):
             return
         if not self.online[j]:
             log.info("junction %s online (mode %s)", st.junction, st.mode)
@@ -188,6 +188,19 @@ class Engine:
                 self._answer(req, st.junction, who, ResetResult.OK,
                              f"fault of {st.junction} cleared; its controller runs the local plan and returns to "
                              f"engine control at a phase boundary")
+
+    def _clock_stepped_back(self, j: int, st: m.ControllerState) -> bool:
+        """A state older than junction j's last one: a repeated or reordered state (ignored) unless it is more than
+        the skew limit older, in the field: the controller's clock was stepped back (NTP) or it restarted with
+        another clock. Then its offset samples start again and the state is taken (docs/protocol.md, 'Clocks and
+        ticks'); the command sequence does not go back with it (``seq`` only grows), so safety is unchanged."""
+        back = float(self.ctrl_time[j]) - st.time
+        if self.lockstep or not (back > self.skew_limit) or back == float("inf"):
+            return False
+        log.warning("junction %s: clock stepped back %.1f s (state time %.1f after %.1f): offset estimated afresh",
+                    st.junction, back, st.time, self.ctrl_time[j])
+        self._offset_samples[j].clear()
+        return True
 
     def _received(self) -> float | None:
         """The engine's clock now: its latest tick time plus the wall time since that tick (at most a tick)."""

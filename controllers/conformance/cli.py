@@ -15,7 +15,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Check a cont
 
 
 @app.command(help="Check a controller against docs/protocol.md: plays the engine's side (and the bus's) through "
-             "scripted cases and prints one pass/fail line per requirement (C1-C23); exits 1 on any failure. "
+             "scripted cases and prints one pass/fail line per requirement (C1-C28); exits 1 on any failure. "
              "Example: lintas conformance out/junctions/J1.json --bus-in tcp://127.0.0.1:5555 --bus-out "
              "tcp://127.0.0.1:5556 --commands tcp://127.0.0.1:5557 (start the controller with the same endpoints "
              "and --clock wall)")

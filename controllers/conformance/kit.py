@@ -1,12 +1,12 @@
 """The conformance kit: the engine's side of the command channel (and a bus forwarder) against one controller,
 through scripted cases in real time, judged from the states the controller sends and publishes.
 
-Each requirement of docs/protocol.md ("What a controller must do", C1-C23) gets one :class:`Result`. The cases
-(start-up, advance, advance during the minimum and in transition, hold, the refusals, garbage, the controller's
-own clock, silence and return, engine restart) drive the controller; C1, C2 and the safety rules C20-C23 are
-judged afterwards over every state seen. The kit speaks like the engine: one word per second, every time stamped
-in the controller's clock as estimated from its states (``issued_at`` = the kit's clock minus the offset), and
-every ``seq`` above the controller's ``last_seq``.
+Each requirement of docs/protocol.md ("What a controller must do", C1-C28) gets one :class:`Result`. The cases
+(start-up, advance, advance during the minimum and in transition, hold, the refusals, garbage, the `reset` word,
+the controller's own clock, silence and return, engine restart) drive the controller; C1, C2 and the safety rules
+C20-C23 are judged afterwards over every state seen. The kit speaks like the engine: one word per second, every
+time stamped in the controller's clock as estimated from its states (``issued_at`` = the kit's clock minus the
+offset), and every ``seq`` above the controller's ``last_seq``.
 
 The safety checks are written here from docs/safety.md and share no code with ``controllers/monitor.py``.
 """
@@ -39,6 +39,7 @@ MIN_ALLRED = 1.0
 CLEARANCE_MAX = 8.0
 OFFSET_WINDOW = 8
 EPS = 0.05
+RESET_ROOM = 15.0  # s of green left that the reset case wants, to judge that the resets leave the green alone
 
 GREEN = frozenset("Gg")
 YELLOW = frozenset("yY")
@@ -70,6 +71,11 @@ TITLES = {
     "C21": "safety: minimum green",
     "C22": "safety: yellow in full, never green to red or yellow to green",
     "C23": "safety: all-red in full out of the net's order",
+    "C24": "a reset without a latched fault accepted, nothing else changes",
+    "C25": "a stale or ill-timed reset refused",
+    "C26": "a replayed or out-of-sequence reset refused",
+    "C27": "a misaddressed reset refused",
+    "C28": "no reset, accepted or refused, disturbs the signals",
 }
 
 
@@ -122,18 +128,29 @@ class Kit:
         self.wall = wall
         self.startup_timeout = startup_timeout
         self.progress = progress or (lambda _s: None)
-        self.ctx = zmq.Context()
+        # with keys, the sockets live in the context whose ZAP handler the security started (it authenticates the
+        # controller's key); without, in a context of the kit's own
+        self._own_ctx = security is None
+        self.ctx: zmq.Context = zmq.Context() if security is None else security.ctx
+        made: list = []
         try:
             self.fwd = bus.Forwarder(ep, self.ctx, security=security).start()
+            made.append(self.fwd)
             self.server: bus.CommandServer | None = bus.CommandServer(self.ctx, ep, security=security)
-            self.sub = bus.Subscriber(self.ctx, ep, [m.TOPIC_STATE, m.TOPIC_REFUSAL], security=security)
-        except (zmq.ZMQError, OSError) as exc:
-            self.ctx.destroy(linger=0)
+            made.append(self.server)
+            self.sub = bus.Subscriber(self.ctx, ep, [m.TOPIC_STATE, m.TOPIC_REFUSAL, m.TOPIC_FAULT],
+                                      security=security)
+        except (zmq.ZMQError, OSError, ValueError) as exc:  # ValueError: a SecurityError (a key file)
+            for x in reversed(made):
+                x.stop() if isinstance(x, bus.Forwarder) else x.close()
+            if self._own_ctx:
+                self.ctx.destroy(linger=0)
             raise KitError(f"cannot bind the engine's and the bus's sockets ({ep.commands}, {ep.bus_in}, "
                            f"{ep.bus_out}): {exc}") from None
         self.states: list[Seen] = []  # on the command channel
         self.bus_states: list[Seen] = []  # on topic `state`
         self.refusals: list[m.Refusal] = []
+        self.faults: list[m.Fault] = []  # the controller's, on topic `fault`
         self.misaddressed: list[str] = []  # states from another routing id or junction
         self.dropped = 0  # frames from the controller that did not decode (all ROUTERs)
         self.strangers: set[str] = set()  # other routing ids that connected (ignored)
@@ -181,6 +198,8 @@ class Kit:
                     self.bus_states.append(Seen(now, msg))
             elif isinstance(msg, m.Refusal) and msg.junction == self.spec.id:
                 self.refusals.append(msg)
+            elif isinstance(msg, m.Fault) and msg.source == self.spec.id:
+                self.faults.append(msg)
         if self.speaking and self.server is not None and now >= self.next_word:
             self._word(m.Heartbeat(sender="engine", time=self.ctrl_now(), seq=self.ticks))
 
@@ -287,6 +306,7 @@ class Kit:
             self._case(("C5",), self.case_hold)
             self._case(("C7", "C8", "C9", "C10", "C11", "C12", "C13"), self.case_refusals)
             self._case(("C15",), self.case_garbage)
+            self._case(("C24", "C25", "C26", "C27", "C28"), self.case_reset)
             self._case(("C19",), self.case_own_clock)
             self._case(("C16", "C17"), self.case_silence)
             self._case(("C18",), self.case_engine_restart)
@@ -303,7 +323,8 @@ class Kit:
                 s.close()
         self.server = None
         self.fwd.stop()
-        self.ctx.destroy(linger=0)
+        if self._own_ctx:
+            self.ctx.destroy(linger=0)
 
     # -- the cases -----------------------------------------------------------------------------------------
     def case_startup(self) -> None:
@@ -508,6 +529,96 @@ class Kit:
         self._set("C15", ok, f"{len(frames)} bad or unexpected frames: "
                   + "; ".join(good if passed else bad for good, bad, passed in checks))
 
+    def case_reset(self) -> None:
+        """The `reset` word. A conforming engine cannot make a controller latch a fault, so the kit resets one that
+        has none: a valid reset is accepted (``last_seq`` moves) and changes nothing else; an invalid one is refused
+        with ``reset-`` and the command's reason; and no reset, accepted or refused, disturbs the green shown."""
+        spec = self.spec
+        st = self.wait_green(local_cycle(spec))
+        if maximum_green(spec, st.phase) - st.since < RESET_ROOM:  # a green with room: end this one, take the next
+            p = next(x for x in [spec.net_next[st.phase], *range(spec.n_phases)] if x != st.phase)
+            self.command(Action.ADVANCE, p)
+            self.wait(lambda: self.latest.interval != Interval.GREEN, minimum_green(spec, st.phase) + 3)
+            st = self.wait_green(arrive_time(spec, st.phase) + 5, fresh=True)
+        k, i0, r0, f0 = st.phase, len(self.states), len(self.refusals), len(self.faults)
+        room = maximum_green(spec, k) - st.since >= RESET_ROOM
+        # C24: a valid reset to a controller without a fault
+        seq = self.next_seq()
+        self.sent_max = max(self.sent_max, seq)
+        self._word(m.FaultReset(junction=spec.id, seq=seq, issued_at=self.ctrl_now(), operator="conformance"))
+        ok_acc = self.accepted(seq)
+        self.sleep(1.2)  # a state after it
+        after = self.latest
+        refused = self.refusal_of(seq, r0)
+        cleared = [f for f in self.faults[f0:] if f.kind == m.FaultKind.RESET]
+        checks = ((f"last_seq {seq}", f"last_seq {after.last_seq}, not {seq}", ok_acc),
+                  ("no refusal", f"refused ({refused.reason if refused else ''})", refused is None),
+                  ("accepted and refused not counted", f"counters moved (accepted {st.accepted} -> {after.accepted}, "
+                   f"refused {st.refused} -> {after.refused})",
+                   after.accepted == st.accepted and after.refused == st.refused),
+                  (f"mode {after.mode}", f"mode {st.mode} -> {after.mode}", after.mode == st.mode),
+                  ("no `reset` fault published", "a `reset` fault published though none was latched", not cleared))
+        self._set("C24", all(c[2] for c in checks), f"reset seq {seq} in green {k}: "
+                  + "; ".join(good if passed else bad for good, bad, passed in checks))
+        # C25-C27: invalid resets, in one burst
+        last, ref0, r1 = after.last_seq, after.refused, len(self.refusals)
+        base, now = self.next_seq(), self.ctrl_now()
+        plan: list[tuple[str, str, m.FaultReset]] = []
+
+        def add(req: str, reason: str, seq: int, issued_at: float = now, junction: str = spec.id) -> None:
+            plan.append((req, f"reset-{reason}", m.FaultReset(junction=junction, seq=seq, issued_at=issued_at,
+                                                               operator="conformance")))
+
+        add("C25", "stale", base, now - MAX_AGE - 1.0)
+        add("C25", "from-the-future", base + 1, now + FUTURE + 2.0)
+        add("C25", "bad-time", base + 2, float("nan"))
+        add("C26", "replayed-or-out-of-sequence", last)
+        add("C26", "replayed-or-out-of-sequence", last - 1)
+        add("C27", "wrong-junction", base + 3, junction=spec.id + "-not-me")
+        self.sent_max = max(self.sent_max, base + 3)
+        for _req, _reason, msg in plan:
+            self.server.send(spec.id, msg)  # type: ignore[union-attr]
+        self.next_word = self.wall() + TICK
+        self.wait(lambda: all(self.refusal_of(msg.seq, r1) is not None for _q, _r, msg in plan), 3)
+        self.sleep(1.2)  # a state after the last of them
+        st2 = self.latest
+        n_ref, moved = st2.refused - ref0, st2.last_seq != last
+        for req in ("C25", "C26", "C27"):
+            got, ok = [], True
+            for _q, reason, msg in (x for x in plan if x[0] == req):
+                ref = self.refusal_of(msg.seq, r1)
+                ok = ok and ref is not None and ref.reason == reason
+                stamp = f"{msg.issued_at:.1f}" if math.isfinite(msg.issued_at) else str(msg.issued_at)
+                got.append(f"reset seq {msg.seq} issued_at {stamp}"
+                           + (f" for {msg.junction!r}" if msg.junction != spec.id else "")
+                           + f" -> {'no refusal' if ref is None else ref.reason}")
+            if moved:
+                ok = False
+                got.append(f"last_seq moved {last} -> {st2.last_seq}")
+            if n_ref != len(plan):
+                ok = False
+                got.append(f"refused counted {n_ref} of {len(plan)}")
+            self._set(req, ok, "; ".join(got))
+        # C28: every state since the first reset
+        window = self.states[i0 - 1:]
+        bad: list[str] = []
+        for s in window:
+            if s.st.mode != st.mode or s.st.interval == Interval.FAILSAFE:
+                bad.append(f"t={s.st.time:.0f}: mode {s.st.mode}, {s.st.interval}")
+            elif room and not (s.st.interval == Interval.GREEN and s.st.phase == k
+                               and s.st.signal == spec.green_states[k]):
+                bad.append(f"t={s.st.time:.0f}: {s.st.interval} of phase {s.st.phase}, {s.st.signal!r}")
+        for a, b in itertools.pairwise(window):
+            if (room and b.st.since - a.st.since < (b.st.time - a.st.time) - EPS) and not bad:
+                bad.append(f"t={b.st.time:.0f}: the green restarted (since {a.st.since:g} -> {b.st.since:g})")
+        found = safety_violations(spec, [s.st for s in window])
+        bad += [v for r in ("C20", "C21", "C22", "C23") for v in found[r]]
+        span = window[-1].st.time - window[0].st.time if window else 0.0
+        self._set("C28", not bad, f"{len(plan) + 1} resets over {span:.0f} s of green {k}: "
+                  + ("the same green shown throughout, its time running on, same mode, no violation" if not bad and room
+                     else "same mode, no all-red, no violation" if not bad
+                     else f"{len(bad)} problems, first: " + "; ".join(bad[:3])))
+
     def case_own_clock(self) -> None:
         off = self.offset
         seq = self.command(Action.HOLD, -1)
@@ -624,6 +735,10 @@ class Kit:
             counted = found.get(f"{req}-n", n)
             self._set(req, not v, f"{counted} {what} checked" + ("" if not v else f"; {len(v)} violations, first: "
                                                                  + "; ".join(v[:3])))
+
+
+def maximum_green(spec: JunctionSpec, k: int) -> float:
+    return max(spec.max_green[k], minimum_green(spec, k))
 
 
 def arrive_time(spec: JunctionSpec, k: int) -> float:

@@ -127,7 +127,11 @@ class Controller:
         self.last_seq = w["seq"]
         self.contact(w["issued_at"] if self.now is None else min(w["issued_at"], self.now + FUTURE))
         if w["t"] == "reset":
-            return  # no fault is ever latched here
+            # no fault is ever latched here: an accepted reset changes nothing but last_seq ("reset", "A reset to a
+            # controller with no latched fault")
+            if "reset-restarts-green" in self.defects and self.interval == "green":
+                self.since = 0.0
+            return
         self.accepted += 1
         if self.mode == "local":
             return  # accepted, not obeyed: the local plan runs until the return
@@ -265,7 +269,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bus-out", default="tcp://127.0.0.1:5556")  # not read: the controller subscribes to nothing
     ap.add_argument("--commands", default="tcp://127.0.0.1:5557")
     ap.add_argument("--clock-offset", type=float, default=0.0)
-    ap.add_argument("--defect", action="append", default=[], choices=["accept-stale", "short-yellow"],
+    ap.add_argument("--defect", action="append", default=[],
+                    choices=["accept-stale", "short-yellow", "reset-restarts-green"],
                     help="break a rule on purpose (the kit must say so)")
     a = ap.parse_args(argv)
     with open(a.spec) as f:

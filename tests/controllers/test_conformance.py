@@ -42,13 +42,14 @@ def spec_file(tmp_path) -> Path:
     return p
 
 
-def run_kit(controller: list[str], spec_file: Path) -> subprocess.CompletedProcess:
-    """Start ``controller`` (argv, without endpoints) and run ``lintas conformance`` against it, both over tcp."""
+def run_kit(controller: list[str], spec_file: Path, *kit_args: str) -> subprocess.CompletedProcess:
+    """Start ``controller`` (argv, without endpoints) and run ``lintas conformance`` (with ``kit_args``) against it,
+    both over tcp."""
     ep = bus.endpoints("tcp")
     eps = ["--bus-in", ep.bus_in, "--bus-out", ep.bus_out, "--commands", ep.commands]
     proc = subprocess.Popen([*controller, *eps], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        r = lintas("conformance", str(spec_file), *eps, "--verbose", timeout=400)
+        r = lintas("conformance", str(spec_file), *eps, "--verbose", *kit_args, timeout=400)
     finally:
         proc.terminate()
         _out, err = proc.communicate(timeout=30)
@@ -66,7 +67,24 @@ def test_lintas_controller_passes_the_kit_over_tcp(spec_file):
     assert r.returncode == 0, r.stdout + r.stderr
     v = verdicts(r.stdout)
     assert list(v) == list(TITLES) and set(v.values()) == {"pass"}, r.stdout
-    assert "23 of 23 requirements passed" in r.stdout
+    assert "28 of 28 requirements passed" in r.stdout
+
+
+def test_the_kit_with_keys_against_lintas_controller_with_keys(spec_file, tmp_path):
+    """``--keys``: the kit binds the command ROUTER and the bus as CURVE servers with the engine's and the bus's key
+    pairs; ``lintas controller --keys`` connects as J1 with its own allow-listed pair, over tcp. A controller without
+    keys never gets a state through (the kit says so, exit 2)."""
+    keys = tmp_path / "keys"
+    made = lintas("keys", str(keys), "--name", "engine", "--name", "bus", "--name", "J1", timeout=60)
+    assert made.returncode == 0, made.stdout + made.stderr
+    r = run_kit(lintas_argv("controller", str(spec_file), "--clock", "wall", "--keys", str(keys)), spec_file,
+                "--keys", str(keys))
+    assert r.returncode == 0, r.stdout + r.stderr
+    v = verdicts(r.stdout)
+    assert list(v) == list(TITLES) and set(v.values()) == {"pass"}, r.stdout
+    plain = run_kit(lintas_argv("controller", str(spec_file), "--clock", "wall"), spec_file, "--keys", str(keys),
+                    "--startup-timeout", "4")
+    assert plain.returncode == 2 and "no state from controller 'J1'" in plain.stderr, plain.stdout + plain.stderr
 
 
 def test_a_controller_written_from_the_doc_alone_passes_the_kit(spec_file):
@@ -76,16 +94,21 @@ def test_a_controller_written_from_the_doc_alone_passes_the_kit(spec_file):
     assert set(verdicts(r.stdout).values()) == {"pass"}, r.stdout
     assert re.search(r"^C19 +pass .*its clock is 30\.\d\d s ahead of the kit's", r.stdout, flags=re.M), r.stdout
     assert "first state in mode starting, then starting -> engine" in r.stdout  # `starting` works as documented
+    assert re.search(r"^C24 +pass .*no `reset` fault published", r.stdout, flags=re.M), r.stdout
 
 
 def test_the_kit_fails_a_controller_that_breaks_the_rules(spec_file):
     r = run_kit([sys.executable, str(INDEPENDENT), str(spec_file), "--defect", "accept-stale", "--defect",
-                 "short-yellow"], spec_file)
+                 "short-yellow", "--defect", "reset-restarts-green"], spec_file)
     assert r.returncode == 1, r.stdout + r.stderr
     v = verdicts(r.stdout)
     assert v["C7"] == "FAIL" and v["C22"] == "FAIL", r.stdout
     assert v["C4"] == "pass" and v["C20"] == "pass", r.stdout
     assert re.search(r"^C22 +FAIL .*yellow of 2 s", r.stdout, flags=re.M), r.stdout
+    # a stale reset accepted; an accepted reset that restarts the green it should leave alone
+    assert re.search(r"^C25 +FAIL .*issued_at .* -> no refusal", r.stdout, flags=re.M), r.stdout
+    assert re.search(r"^C28 +FAIL .*the green restarted", r.stdout, flags=re.M), r.stdout
+    assert v["C27"] == "FAIL" and v["C24"] == "pass", r.stdout  # C27: last_seq moved (the stale reset accepted)
 
 
 def test_without_a_controller_the_kit_says_so(spec_file):

@@ -145,12 +145,36 @@ def test_a_clock_that_is_set_right_clears_the_correction(field):
     f = field(30.0)
     f.run(10)
     assert f.eng.skewed[f.j]
-    f.skew = 0.0  # NTP steps the controller's clock back 30 s: its states look older than the last one
-    f.ctrl.now = None
-    f.eng.ctrl_time[f.j] = -float("inf")  # (the engine takes a clock stepped back as a restarted controller)
+    f.skew = 0.0  # NTP steps the controller's clock back 30 s: its states are older than the last one
     f.run(12)
     assert not f.eng.skewed[f.j] and f.eng.offset[f.j] == 0.0
-    assert f.online_ticks == 22
+    assert f.online_ticks == 22 and not f.faults_of("junction-offline")
+    assert f.eng.ctrl_time[f.j] == pytest.approx(f.t - 1.0)
+
+
+def test_a_clock_stepped_back_30_s_mid_run_stays_online_and_commanded(field):
+    """An NTP step: the controller's clock, right until now, goes back 30 s. The engine takes a state more than the
+    skew limit older than the last one as a clock step (its offset estimated afresh), not as a stale state to
+    ignore: the junction stays online, the clock-skew alarm is raised, and the controller is commanded in its new
+    clock. Sequence numbers still rule: the engine's seq never goes back."""
+    f = field(0.0)
+    f.run(40)
+    c = f.ctrl
+    assert not f.eng.skewed[f.j] and not f.faults_of("clock-skew")
+    accepted, seq = c.counters.accepted, int(f.eng.seq[f.j])
+    f.skew = -30.0
+    f.run(80)  # A1's greens are 34 s and shorter: the fixed plan changes phase at least twice after the step
+    assert f.online_ticks == 120 and not f.faults_of("junction-offline")
+    skews = f.faults_of("clock-skew")
+    assert len(skews) == 1 and skews[0].detail == "A1: clock 30.0 s behind", skews
+    assert f.eng.skewed[f.j] and f.eng.offset[f.j] == pytest.approx(30.0, abs=0.05)
+    assert f.eng.ctrl_time[f.j] == pytest.approx(f.t - 1.0 - 30.0)
+    # commanded after the step; at most the words of the tick before the engine saw the step are refused (they
+    # were stamped in the old clock: from the future by the new one), and the controller never fell back
+    assert c.counters.accepted >= accepted + 2, c.counters
+    assert {r.reason for r in f.refusals()} <= {"from-the-future"} and len(f.refusals()) <= 1, f.refusals()
+    assert c.counters.fallbacks == 0 and c.mode == m.Mode.ENGINE and c.monitor.fault is None
+    assert int(f.eng.seq[f.j]) > seq and c.last_seq == int(f.eng.seq[f.j])
 
 
 def test_a_controller_reporting_starting_is_commanded(field):
