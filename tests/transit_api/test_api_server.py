@@ -168,3 +168,15 @@ def test_a_broken_feed_is_refused_at_start(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert res.stderr.startswith(f"lintas: error: --gtfs GTFS feed {broken}: 1 problem(s)")
     assert "stop_times.txt line 3, field arrival_time: bad time '25:61:00'" in res.stderr
+
+
+def test_without_db_and_config_there_are_no_incidents_and_no_writes(base: str) -> None:
+    assert get(base, "/incidents") == (503, {"detail": "this server keeps no incidents: start it with --db FILE"})
+    req = urllib.request.Request(base + "/incidents", data=b"{}", method="POST",
+                                 headers={"Authorization": "Bearer any-token-at-all-0123456789",
+                                          "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=5)
+    assert err.value.code == 401
+    assert json.loads(err.value.read())["detail"].startswith("this server takes no writes: it was started without "
+                                                             "tokens")
