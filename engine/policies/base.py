@@ -90,6 +90,17 @@ class PolicyNet(NamedTuple):
     phase_next    int32[n_phases]     the net program's next green phase (global index)
     lane_length   float64[n_lanes]    m
     phase_change  float64[n_phases]   the net's yellow + all-red after the phase (s; 0 where unknown)
+    jn_cross_ptr    int32[n_j + 1]        junction j's signalised crossings are jn_cross_ptr[j]:jn_cross_ptr[j+1]
+    phase_cross_ptr int32[n_phases + 1]   phase p shows green (G/g) to the crossings
+    phase_cross_idx int32[nnz]            phase_cross_idx[phase_cross_ptr[p]:phase_cross_ptr[p+1]] (global indices)
+    cross_seen      float64[n_cross]      MEMORY, written by ``adaptive`` on every call: the last time (the
+                                          policy's ``t``) each crossing was seen green, NaN before the first call
+
+    A *crossing* (:func:`policy_net`) is a link of a junction's signal string that no vehicle lane feeds
+    (``JunctionSpec.link_in_lane[i] == ''``: netcompile leaves it empty for pedestrian crossings) and that
+    some green phase of the junction shows green; a net without them has ``n_cross = 0`` and every policy
+    behaves as before. ``cross_seen`` is the only state a policy keeps between calls: one PolicyNet per run
+    (the engine builds its own with :func:`policy_net`).
     """
 
     jn_phase_ptr: np.ndarray
@@ -103,6 +114,10 @@ class PolicyNet(NamedTuple):
     phase_next: np.ndarray
     lane_length: np.ndarray
     phase_change: np.ndarray
+    jn_cross_ptr: np.ndarray
+    phase_cross_ptr: np.ndarray
+    phase_cross_idx: np.ndarray
+    cross_seen: np.ndarray
 
 
 class JunctionState(NamedTuple):
@@ -184,22 +199,67 @@ _NET_DTYPES = {
     "phase_next": np.int32,
     "lane_length": np.float64,
     "phase_change": np.float64,
+    "jn_cross_ptr": np.int32,
+    "phase_cross_ptr": np.int32,
+    "phase_cross_idx": np.int32,
+    "cross_seen": np.float64,
 }
+_DERIVED = ("phase_change", "jn_cross_ptr", "phase_cross_ptr", "phase_cross_idx", "cross_seen")
 
 
 def make_policy_net(**arrays) -> PolicyNet:
     """PolicyNet from keyword arrays (the field names), coerced to the documented dtypes, contiguous.
-    ``phase_change`` may be left out (zeros: no change longer than a policy's own lost time)."""
-    if "phase_change" not in arrays:
-        arrays = {**arrays, "phase_change": np.zeros(len(arrays["phase_min"]))}
-    return PolicyNet(**{k: np.ascontiguousarray(arrays[k], dtype=dt) for k, dt in _NET_DTYPES.items()})
+    ``phase_change`` may be left out (zeros: no change longer than a policy's own lost time), and so may
+    the crossing arrays (no crossings); ``cross_seen`` left out is NaN for every crossing (none seen yet)."""
+    n_ph = len(arrays["phase_min"])
+    n_j = len(arrays["jn_phase_ptr"]) - 1
+    n_cross = int(np.asarray(arrays["jn_cross_ptr"])[-1]) if "jn_cross_ptr" in arrays else 0
+    defaults = {"phase_change": np.zeros(n_ph), "jn_cross_ptr": np.zeros(n_j + 1),
+                "phase_cross_ptr": np.zeros(n_ph + 1), "phase_cross_idx": np.zeros(0),
+                "cross_seen": np.full(n_cross, np.nan)}
+    arrays = {**defaults, **arrays}
+    return PolicyNet(**{k: np.array(arrays[k], dtype=dt, order="C") if k == "cross_seen"  # memory: a copy
+                        else np.ascontiguousarray(arrays[k], dtype=dt) for k, dt in _NET_DTYPES.items()})
+
+
+def crossing_arrays(junctions, jn_phase_ptr) -> dict[str, np.ndarray]:
+    """``jn_cross_ptr``, ``phase_cross_ptr`` and ``phase_cross_idx`` from the junction specs (one per junction,
+    in the network's order; green phase k of junction j is the global phase ``jn_phase_ptr[j] + k``). A crossing:
+    a link with no incoming vehicle lane (``link_in_lane[i] == ''``) that some green phase shows ``G``/``g``;
+    numbered junction by junction, in link order."""
+    ptr = [int(x) for x in jn_phase_ptr]
+    n_ph = ptr[-1] if ptr else 0
+    jn_cross = [0]
+    per_phase: list[list[int]] = [[] for _ in range(n_ph)]
+    n = 0
+    for j, spec in enumerate(junctions):
+        states = list(spec.green_states)[: ptr[j + 1] - ptr[j]]
+        for i, lane in enumerate(spec.link_in_lane):
+            if lane:
+                continue
+            green_in = [k for k, s in enumerate(states) if i < len(s) and s[i] in "Gg"]
+            if not green_in:
+                continue  # never green: nothing a policy could serve
+            for k in green_in:
+                per_phase[ptr[j] + k].append(n)
+            n += 1
+        jn_cross.append(n)
+    return {
+        "jn_cross_ptr": np.asarray(jn_cross, dtype=np.int32),
+        "phase_cross_ptr": np.cumsum([0] + [len(c) for c in per_phase]).astype(np.int32),
+        "phase_cross_idx": np.asarray([c for cs in per_phase for c in cs], dtype=np.int32),
+    }
 
 
 def policy_net(network) -> PolicyNet:
-    """The arrays of an :class:`engine.network.Network` (or anything with those attributes)."""
-    arrays = {k: getattr(network, k) for k in _NET_DTYPES if k != "phase_change"}
+    """The arrays of an :class:`engine.network.Network` (or anything with those attributes). The crossings
+    come from ``network.junctions`` (the specs) where it has one per junction; otherwise there are none."""
+    arrays = {k: getattr(network, k) for k in _NET_DTYPES if k not in _DERIVED}
     if hasattr(network, "phase_yellow") and hasattr(network, "phase_allred"):
         arrays["phase_change"] = np.asarray(network.phase_yellow, float) + np.asarray(network.phase_allred, float)
+    specs = list(getattr(network, "junctions", None) or [])
+    if specs and len(specs) == len(arrays["jn_phase_ptr"]) - 1:
+        arrays.update(crossing_arrays(specs, arrays["jn_phase_ptr"]))
     return make_policy_net(**arrays)
 
 
@@ -264,6 +324,8 @@ class AdaptiveParam(IntEnum):
     SHIFT = 12  # weight of the arrivals a later change stops instead (lane rate x e; 0: not counted)
     ORDER_PREF = 13  # > 0: the first phase in ring order with demand is next while ORDER_PREF x its demand
     # >= the largest demand (a change in the program's order costs no extra all-red; 0: free choice)
+    PED_MAX_WAIT = 14  # s; a signalised crossing not green for this long makes the next phase one that shows it
+    # green, after the current minimum green (a recall: there is no pedestrian detection; <= 0: off)
 
 
 class RandomParam(IntEnum):
@@ -314,6 +376,7 @@ DEFAULT_PARAMS: dict[str, np.ndarray] = {
             "STOP_COST": 10.0,
             "SHIFT": 0.0,
             "ORDER_PREF": 0.0,
+            "PED_MAX_WAIT": 60.0,
         },
     ),
 }

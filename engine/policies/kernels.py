@@ -15,6 +15,7 @@ from numba import njit
 from .base import (
     HOLD,
     INTERVAL_GREEN,
+    INTERVAL_OFFLINE,
     WEIGHT_DENSITY,
     WEIGHT_QUEUE,
     XORSHIFT_MULT,
@@ -293,6 +294,7 @@ _AD_CLEAR_MAX = int(AdaptiveParam.CLEAR_MAX)
 _AD_STOP = int(AdaptiveParam.STOP_COST)
 _AD_SHIFT = int(AdaptiveParam.SHIFT)
 _AD_ORDER = int(AdaptiveParam.ORDER_PREF)
+_AD_PED = int(AdaptiveParam.PED_MAX_WAIT)
 
 
 @njit(cache=True, inline="always")
@@ -315,6 +317,38 @@ def _lane_open(net, space, p, lane):
             if out < 0 or space[out] >= 1.0:
                 return True
     return False
+
+
+@njit(cache=True, inline="always")
+def _shows_crossing(net, p, c):
+    """True when phase p shows crossing c green."""
+    for k in range(net.phase_cross_ptr[p], net.phase_cross_ptr[p + 1]):
+        if net.phase_cross_idx[k] == c:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _see_crossings(t, net, state):
+    """adaptive's memory of the crossings (``net.cross_seen``), before it decides: a crossing not seen yet (NaN),
+    or seen later than t (a new run on the same arrays), counts as seen now; so does every crossing of a
+    junction not under the engine's control (offline, or its controller on its own plan: what it shows is not
+    known); a crossing the current phase of a junction in green shows green is seen now."""
+    ptr = net.jn_phase_ptr
+    seen = net.cross_seen
+    for j in range(ptr.shape[0] - 1):
+        c0 = net.jn_cross_ptr[j]
+        c1 = net.jn_cross_ptr[j + 1]
+        if c1 <= c0:
+            continue
+        local = not state.online[j] or state.interval[j] == INTERVAL_OFFLINE
+        for c in range(c0, c1):
+            if local or np.isnan(seen[c]) or seen[c] > t:
+                seen[c] = t
+        cur = _green_cur(state, ptr, j)
+        if cur >= 0:
+            for k in range(net.phase_cross_ptr[cur], net.phase_cross_ptr[cur + 1]):
+                seen[net.phase_cross_idx[k]] = t
 
 
 @njit(cache=True)
@@ -353,7 +387,14 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
     Plan outputs: plan_next[j] = target if one, else best; plan_rem[j] = 0 if a target, else
     clamp(max(phase_min - since, SAT * max queue of cur's open lanes), 0, max(phase_max - since, 0));
     mov_flow of cur's movements from open lanes, while plan_rem > 0: (1/SAT if queue > 0 else
-    min(rate, 1/SAT)) / (number of cur's movements from that lane). Everything else 0 / -1."""
+    min(rate, 1/SAT)) / (number of cur's movements from that lane). Everything else 0 / -1.
+
+    Crossings (PED_MAX_WAIT > 0; see PolicyNet): first, net.cross_seen is brought up to t (``_see_crossings``).
+    A crossing c of j is due when t - cross_seen[c] >= PED_MAX_WAIT; the due crossing is the one seen longest
+    ago (ties: the lowest index), and ped = the phase != cur showing it green with the largest demand (ties:
+    ring order from cur; demand 0 counts). With a due crossing: since >= phase_min[cur]: target = ped
+    (before every other rule, rest in green and queue clearing included); else HOLD, plan_next = ped and
+    plan_rem = phase_min[cur] - since. A junction without crossings, or with none due, decides as above."""
     sat = max(params[_AD_SAT], 0.1)
     lost = params[_AD_LOST]
     n_ext = int(max(params[_AD_EXT], 0.0))
@@ -369,7 +410,9 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
     stop_cost = params[_AD_STOP]
     shift = params[_AD_SHIFT]
     order_pref = params[_AD_ORDER]
+    ped_max = params[_AD_PED]
     ptr = net.jn_phase_ptr
+    _see_crossings(t, net, state)
     n_l = queue.shape[0]
     H = profile.shape[1]
     lost_max = lost  # the longest change: LOST_TIME, or a phase's own yellow + all-red where longer
@@ -404,6 +447,15 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
         hi = np.int64(ptr[j + 1])
         since = state.since[j]
         n = _ring_order(net, lo, hi, cur, order)
+        due = np.int64(-1)  # the crossing seen green longest ago, if PED_MAX_WAIT has passed since
+        if ped_max > 0.0:
+            due_seen = np.inf
+            for c in range(net.jn_cross_ptr[j], net.jn_cross_ptr[j + 1]):
+                if t - net.cross_seen[c] >= ped_max and net.cross_seen[c] < due_seen:
+                    due = c
+                    due_seen = net.cross_seen[c]
+        ped = np.int64(-1)  # the phase that serves it: the largest demand among those showing it green
+        ped_s = -np.inf
         # best other phase by demand
         best = np.int64(-1)
         bscore = 0.0
@@ -433,6 +485,9 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
             if s > 0.0 and first < 0:
                 first = p
                 first_s = s
+            if due >= 0 and s > ped_s and _shows_crossing(net, p, due):
+                ped = p
+                ped_s = s
         if order_pref > 0.0 and not ring and first >= 0 and order_pref * first_s >= bscore:
             best = first  # the program's order: no extra all-red for the change
         # cur's lanes, and the other lanes of j
@@ -460,7 +515,10 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                 for e in range(K + 1):
                     ao[e] += cum[lane, e]
         target = np.int64(HOLD)
-        if since >= net.phase_min[cur] and best >= 0:
+        if ped >= 0:  # a crossing's wait is bounded: its phase next, after minimum green
+            if since >= net.phase_min[cur]:
+                target = ped
+        elif since >= net.phase_min[cur] and best >= 0:
             if since >= net.phase_max[cur] or wait_o >= max_wait:
                 target = best
             else:
@@ -522,6 +580,9 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
         rem = max(net.phase_min[cur] - since, sat * qmax_c)
         rem = min(rem, max(net.phase_max[cur] - since, 0.0))
         rem = max(rem, 0.0)
+        if ped >= 0:  # the crossing's phase comes at minimum green
+            plan_next[j] = ped
+            rem = max(net.phase_min[cur] - since, 0.0)
         plan_rem[j] = rem
         if rem > 0.0:
             for k in range(a_c, b_c):

@@ -13,6 +13,7 @@ import math
 from .base import (
     HOLD,
     INTERVAL_GREEN,
+    INTERVAL_OFFLINE,
     MASK64,
     WEIGHT_DENSITY,
     WEIGHT_QUEUE,
@@ -214,6 +215,30 @@ def _arrivals(profile, lane, k) -> float:
     return s
 
 
+def _crossings(net, j) -> list[int]:
+    return list(range(int(net.jn_cross_ptr[j]), int(net.jn_cross_ptr[j + 1])))
+
+
+def _crossings_green(net, p) -> list[int]:
+    return [int(c) for c in net.phase_cross_idx[int(net.phase_cross_ptr[p]) : int(net.phase_cross_ptr[p + 1])]]
+
+
+def remember_crossings(t, net, state) -> None:
+    """net.cross_seen up to time t: now for a crossing never seen (NaN) or seen 'after' t (a new run), for every
+    crossing of a junction the engine does not control (offline, or on its own plan), and for the crossings
+    the current green of a commandable junction shows green."""
+    seen = net.cross_seen
+    for j in range(len(net.jn_phase_ptr) - 1):
+        local = not bool(state.online[j]) or int(state.interval[j]) == INTERVAL_OFFLINE
+        for c in _crossings(net, j):
+            if local or math.isnan(float(seen[c])) or float(seen[c]) > t:
+                seen[c] = t
+        cur = _commandable_phase(state, net, j)
+        if cur is not None:
+            for c in _crossings_green(net, cur):
+                seen[c] = t
+
+
 def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profile, params, out_target, plan_rem,
                             plan_next, mov_flow):
     from .base import AdaptiveParam as A
@@ -231,6 +256,9 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
     stop_cost = float(params[A.STOP_COST])
     shift = float(params[A.SHIFT])
     fed = {int(o) for o in net.mov_out_lane if int(o) >= 0}  # lanes a junction's movements feed (platoons)
+    ped_max = float(params[A.PED_MAX_WAIT])
+    t = float(t)
+    remember_crossings(t, net, state)
     for m in range(len(mov_flow)):
         mov_flow[m] = 0.0
     for j in range(len(net.jn_phase_ptr) - 1):
@@ -279,6 +307,17 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
         for p in order[1:]:
             if demand(p) > 0.0:
                 r += lost_of(p) + green_needed(p)
+        # a crossing not shown green for PED_MAX_WAIT s: the one waiting longest is served next, by the phase
+        # showing it green with the most demand (ties: ring order)
+        ped = None
+        if ped_max > 0.0:
+            waiting = [c for c in _crossings(net, j) if t - float(net.cross_seen[c]) >= ped_max]
+            if waiting:
+                due = min(waiting, key=lambda c: (float(net.cross_seen[c]), c))
+                serving = [p for p in order[1:] if due in _crossings_green(net, p)]
+                if serving:
+                    top = max(demand(p) for p in serving)
+                    ped = next(p for p in serving if demand(p) == top)
         cur_lanes = set(_served_lanes(net, cur))
         open_cur = [lane for lane in _distinct_lanes(net, cur) if _open(net, space, cur, lane)]
         other_lanes: list[int] = []
@@ -301,7 +340,10 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
             return s
 
         target = HOLD
-        if since >= float(net.phase_min[cur]) and best >= 0:
+        if ped is not None:
+            if since >= float(net.phase_min[cur]):
+                target = ped
+        elif since >= float(net.phase_min[cur]) and best >= 0:
             if since >= float(net.phase_max[cur]) or wait_o >= max_wait:
                 target = best
             else:
@@ -352,6 +394,9 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
         qmax_c = max(qmax_c, 0.0)
         rem = max(float(net.phase_min[cur]) - since, sat * qmax_c)
         rem = max(min(rem, max(float(net.phase_max[cur]) - since, 0.0)), 0.0)
+        if ped is not None:  # at minimum green, to the crossing's phase
+            plan_next[j] = ped
+            rem = max(float(net.phase_min[cur]) - since, 0.0)
         plan_rem[j] = rem
         if rem > 0.0:
             served = _served_lanes(net, cur)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -40,18 +42,26 @@ def fused(n_lanes, n_j, n_mov, queue=None, gap=None, profile=None, wait=None, sp
                                    arr(space, 50.0), prof, n_j, n_mov)
 
 
-def both(net, state, obs, params=None):
+def both(net, state, obs, params=None, t=0.0, seen=None):
+    """Kernel and reference on the same inputs, each on its own copy of the crossings' memory; their
+    outputs and memories must be equal. ``seen``: an array the kernel's memory is copied into afterwards."""
     params = POL.default_params() if params is None else params
     n_j = len(net.jn_phase_ptr) - 1
     outs = []
+    memory = []
     for fn in (POL.kernel, POL.reference):
+        run_net = net._replace(cross_seen=net.cross_seen.copy())  # the policy's memory: one copy each
+        memory.append(run_net.cross_seen)
         o = obs._replace(plan_rem=np.full(n_j, -7.0), plan_next=np.full(n_j, 99, np.int32),
                          mov_flow=np.full(net.mov_in_lane.shape[0], -7.0))
         out = np.full(n_j, 12345, np.int32)
-        fn(0.0, net, state, o, params, seed_rng(1, n_j), out)
+        fn(t, run_net, state, o, params, seed_rng(1, n_j), out)
         outs.append((out, o.plan_rem, o.plan_next, o.mov_flow))
     for a, b in zip(*outs):
         np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(*memory)
+    if seen is not None:
+        seen[:] = memory[0]
     return outs[0]
 
 
@@ -74,6 +84,23 @@ def fused_scenario(draw):
     prof = np.array(
         draw(st.lists(st.sampled_from([0.0, 0.0, 0.0, 0.25, 1.0, 2.0]), min_size=n_l * H, max_size=n_l * H))
     ).reshape(n_l, H)
+    # signalised crossings: per junction 0-3, each shown green by some of the junction's phases (or by none,
+    # or, as a malformed net, by another junction's), remembered as never seen, seen now, or long ago
+    n_ph = len(net.phase_min)
+    jn_cross, per_phase, seen = [0], [[] for _ in range(n_ph)], []
+    for j in range(n_j):
+        mine = list(range(int(net.jn_phase_ptr[j]), int(net.jn_phase_ptr[j + 1])))
+        for _ in range(draw(st.integers(0, 3))):
+            c = len(seen)
+            pool = mine if draw(st.integers(0, 9)) else list(range(n_ph))
+            for p in draw(st.lists(st.sampled_from(pool), unique=True, max_size=3)) if pool else []:
+                per_phase[p].append(c)
+            seen.append(draw(st.sampled_from([np.nan, 0.0, -30.0, -60.0, -89.5, -90.0, -200.0, 5.0])))
+        jn_cross.append(len(seen))
+    net = net._replace(jn_cross_ptr=np.array(jn_cross, np.int32),
+                       phase_cross_ptr=np.cumsum([0] + [len(c) for c in per_phase]).astype(np.int32),
+                       phase_cross_idx=np.array([c for cs in per_phase for c in cs], np.int32),
+                       cross_seen=np.array(seen, np.float64))
     fo = make_fused_observations(obs.queue, obs.count, obs.gap, obs.presence, lane_vals([0.0, 0.1, 0.5, 1.0]),
                                  lane_vals([0.0, 0.0, 10.0, 130.0]), lane_vals([-2.0, 0.0, 0.5, 1.0, 30.0]), prof,
                                  n_j, net.mov_in_lane.shape[0])
@@ -96,13 +123,14 @@ def fused_scenario(draw):
     lost=st.sampled_from([4.0, 0.0, 2.5, 1e9]),
     shift=st.sampled_from([0.0, 1.0, 0.5]),
     order=st.sampled_from([0.0, 2.0, 1.0]),
+    ped=st.sampled_from([90.0, 0.0, 60.0, 1e-9]),
 )
 def test_kernel_matches_reference(sc, sat, kappa, ext, score_h, ring, max_wait, stall, qc, clear_max, stop, lost,
-                                  shift, order):
+                                  shift, order, ped):
     net, state, obs = sc
     params = POL.params(SAT_HEADWAY=sat, KAPPA=kappa, EXT_HORIZON=ext, SCORE_HORIZON=score_h, RING=ring,
                         MAX_WAIT=max_wait, STALL_GAP=stall, QUEUE_CLEAR=qc, CLEAR_MAX=clear_max, STOP_COST=stop,
-                        LOST_TIME=lost, SHIFT=shift, ORDER_PREF=order)
+                        LOST_TIME=lost, SHIFT=shift, ORDER_PREF=order, PED_MAX_WAIT=ped)
     out, *_ = both(net, state, obs, params)
     for j, tgt in enumerate(out):  # the rules of base.py
         if tgt == HOLD:
@@ -271,3 +299,147 @@ def test_a_long_clearance_makes_a_change_cost_more():
     for change, want in ((0.0, 1), (4.0, 1), (20.0, HOLD)):
         net = make_policy_net(**{**arrays, "phase_change": [change, change]})
         assert both(net, green(0, 12.0), obs, no_stops)[0][0] == want, change
+
+
+# -- signalised crossings: a bounded wait without pedestrian detection (PED_MAX_WAIT) ------------------
+
+
+def crossing_junction():
+    """Phase 0 serves lane 0 (a steady stream); phase 1 serves lane 1 (empty) and shows the crossing over
+    lane 0 (crossing 0) green; minimum green 5 s."""
+    return make_policy_net(
+        jn_phase_ptr=[0, 2], phase_mov_ptr=[0, 1, 2], phase_mov_idx=[0, 1], mov_in_lane=[0, 1],
+        mov_out_lane=[-1, -1], phase_min=[5.0, 5.0], phase_max=[60.0, 60.0], phase_fixed=[30.0, 30.0],
+        phase_next=[1, 0], lane_length=[200.0, 200.0],
+        jn_cross_ptr=[0, 1], phase_cross_ptr=[0, 0, 1], phase_cross_idx=[0],
+    )
+
+
+def drive(net, obs, params, seconds, start_phase=0, change=4.0):
+    """A toy controller around the policy, 1-s ticks: a proposal starts a change (yellow + all-red, ``change``
+    s, nothing green), then the proposed phase is green. Kernel and reference decide every tick (``both``)
+    and carry one memory. Returns the times each phase was green, {phase: [t, ...]}."""
+    from engine.policies import INTERVAL_YELLOW
+
+    seen = net.cross_seen.copy()
+    cur, since, changing_to = start_phase, 0.0, -1
+    shown: dict[int, list[float]] = {}
+    for t in range(seconds):
+        if changing_to >= 0 and since >= change:
+            cur, since, changing_to = changing_to, 0.0, -1
+        interval = INTERVAL_YELLOW if changing_to >= 0 else INTERVAL_GREEN
+        state = make_state([cur], [interval], [since], [True])
+        out, *_ = both(net._replace(cross_seen=seen), state, obs, params, t=float(t), seen=seen)
+        if interval == INTERVAL_GREEN:
+            shown.setdefault(cur, []).append(float(t))
+        if out[0] != HOLD:
+            assert interval == INTERVAL_GREEN and since >= net.phase_min[cur]
+            cur, since, changing_to = cur, 0.0, int(out[0])
+        else:
+            since += 1.0
+    return shown
+
+
+def longest_without(times, seconds):
+    """The longest stretch of the run (s) between two of ``times`` (or the run's ends)."""
+    edges = [-1.0, *times, float(seconds)]
+    return max(b - a - 1.0 for a, b in itertools.pairwise(edges))
+
+
+def test_a_crossing_is_served_within_its_maximum_wait_without_vehicle_demand():
+    """No vehicle ever waits for phase 1, so without the bound the green rests on phase 0's stream for
+    ever and the crossing is never green; with it the crossing's phase comes every PED_MAX_WAIT s,
+    within PED_MAX_WAIT + min green + the change, and the stream keeps most of the time."""
+    net = crossing_junction()
+    stream = fused(2, 1, 2, gap={0: 1.0}, profile={0: dict.fromkeys(range(20), 0.5)})  # a vehicle every 2 s
+    wait = DEFAULT_PARAMS["adaptive"][AdaptiveParam.PED_MAX_WAIT]
+    assert 60.0 <= wait <= 90.0
+    seconds = 600
+    off = drive(net, stream, POL.params(PED_MAX_WAIT=0.0), seconds)
+    assert 1 not in off  # today's rule: rest in green on the stream
+    on = drive(net, stream, POL.default_params(), seconds)
+    assert longest_without(on[1], seconds) <= wait + net.phase_min[0] + 4.0
+    assert len(on[1]) >= seconds // (wait + 10) * 5  # served every time, for its minimum green
+    assert len(on[0]) > 0.8 * seconds
+    # with two vehicles standing for phase 1 as well, the bound holds all the same
+    queued = fused(2, 1, 2, queue={1: 2.0}, gap={0: 1.0}, profile={0: dict.fromkeys(range(20), 0.5)})
+    assert longest_without(drive(net, queued, POL.default_params(), seconds)[1], seconds) <= wait + 5.0 + 4.0
+
+
+def test_a_due_crossing_waits_for_min_green_then_overrides_queue_clearing():
+    net = crossing_junction()
+    params = POL.params(PED_MAX_WAIT=60.0)
+    obs = fused(2, 1, 2, queue={0: 8.0}, gap={0: 1.0})  # a discharging queue: queue clearing holds the green
+    seen = np.array([0.0])
+    assert both(net._replace(cross_seen=seen), green(0, 10.0), obs, params, t=59.0)[0][0] == HOLD
+    out, rem, nxt, _ = both(net._replace(cross_seen=seen), green(0, 3.0), obs, params, t=60.0)
+    assert out[0] == HOLD and nxt[0] == 1 and rem[0] == 2.0  # min green first; the plan says what comes
+    assert both(net._replace(cross_seen=seen), green(0, 10.0), obs, params, t=60.0)[0][0] == 1
+    # never seen (NaN) counts from now; a junction on its own plan is not the engine's to judge
+    fresh = np.array([np.nan])
+    assert both(net._replace(cross_seen=fresh), green(0, 10.0), obs, params, t=500.0, seen=fresh)[0][0] == HOLD
+    assert fresh[0] == 500.0
+    local = np.array([0.0])
+    both(net._replace(cross_seen=local), make_state([0], [3], [10.0], [True]), obs, params, t=500.0, seen=local)
+    assert local[0] == 500.0
+    shown = np.array([0.0])
+    both(net._replace(cross_seen=shown), green(1, 10.0), obs, params, t=500.0, seen=shown)
+    assert shown[0] == 500.0
+
+
+def test_the_crossing_seen_longest_ago_goes_first():
+    """Three phases; crossing 0 is shown by phase 1, crossing 1 by phases 1 and 2 (the larger demand
+    decides between them), crossing 2 by phase 2."""
+    net = make_policy_net(
+        jn_phase_ptr=[0, 3], phase_mov_ptr=[0, 1, 2, 3], phase_mov_idx=[0, 1, 2], mov_in_lane=[0, 1, 2],
+        mov_out_lane=[-1, -1, -1], phase_min=[5.0] * 3, phase_max=[60.0] * 3, phase_fixed=[30.0] * 3,
+        phase_next=[1, 2, 0], lane_length=[200.0] * 3,
+        jn_cross_ptr=[0, 3], phase_cross_ptr=[0, 0, 2, 4], phase_cross_idx=[0, 1, 1, 2],
+    )
+    obs = fused(3, 1, 3, queue={0: 5.0, 2: 1.0}, gap={0: 1.0})
+    params = POL.params(PED_MAX_WAIT=60.0)
+    for seen, want in (([0.0, 50.0, 10.0], 1), ([20.0, 50.0, 10.0], 2), ([50.0, 0.0, 50.0], 2),
+                       ([50.0, 50.0, 50.0], HOLD)):  # none due: queue clearing holds phase 0
+        assert both(net._replace(cross_seen=np.array(seen)), green(0, 10.0), obs, params, t=70.0)[0][0] == want
+
+
+@HYP
+@given(sc=fused_scenario())
+def test_without_a_due_crossing_nothing_changes(sc):
+    """PED_MAX_WAIT off, every decision and plan is the one of the same net without crossings."""
+    net, state, obs = sc
+    params = POL.params(PED_MAX_WAIT=0.0)
+    bare = make_policy_net(**{k: v for k, v in net._asdict().items()
+                              if k not in ("jn_cross_ptr", "phase_cross_ptr", "phase_cross_idx", "cross_seen")})
+    for a, b in zip(both(net, state, obs, params), both(bare, state, obs, params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_crossings_from_the_junction_specs():
+    """A crossing is a link no vehicle lane feeds that some green phase shows green (SUMO's netconvert program
+    of a junction with four crossings: two shown with each axis, red in the axes' clearance phases)."""
+    from types import SimpleNamespace
+
+    from engine.policies import policy_net
+
+    a0 = SimpleNamespace(
+        green_states=["gGrrgGrrrGrG", "gGrrgGrrrrrr", "rrgGrrgGGrGr", "rrgGrrgGrrrr"],
+        link_in_lane=["n_0", "n_1", "e_0", "e_1", "s_0", "s_1", "w_0", "w_1", "", "", "", ""],
+    )
+    plain = SimpleNamespace(green_states=["GGr", "rrG"], link_in_lane=["a", "b", "c"])
+    never = SimpleNamespace(green_states=["Gr"], link_in_lane=["x", ""])  # a link index no phase shows green
+    arrays = two_phase()._asdict()
+    network = SimpleNamespace(junctions=[plain, a0, never],
+                              **{**arrays, "jn_phase_ptr": [0, 2, 6, 7], "phase_min": [5.0] * 7,
+                                 "phase_max": [60.0] * 7, "phase_fixed": [30.0] * 7,
+                                 "phase_next": [1, 0, 3, 4, 5, 2, 6],
+                                 "phase_yellow": [3.0] * 7, "phase_allred": [1.0] * 7})
+    pn = policy_net(network)
+    assert pn.jn_cross_ptr.tolist() == [0, 0, 4, 4]
+    shown = [pn.phase_cross_idx[pn.phase_cross_ptr[p]:pn.phase_cross_ptr[p + 1]].tolist() for p in range(7)]
+    assert shown == [[], [], [1, 3], [], [0, 2], [], []]  # links 9 and 11 with A0's phase 0, 8 and 10 with 2
+    assert np.isnan(pn.cross_seen).all() and pn.cross_seen.shape == (4,)
+    assert pn.jn_cross_ptr.dtype == np.int32 and pn.cross_seen.dtype == np.float64
+    # without the specs (or one per junction): no crossings, the policies as before
+    bare = policy_net(SimpleNamespace(**{**vars(network), "junctions": []}))
+    assert bare.jn_cross_ptr.tolist() == [0, 0, 0, 0] and bare.phase_cross_idx.size == 0
