@@ -117,7 +117,7 @@ def test_railway_signals_are_left_to_sumo(tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--end", "100"], "--end 100 is not after the scenario's begin (3600 s"),
+    (["--end", "100"], "--end 100 is not at least one tick (1 s) after the scenario's begin (3600 s"),
     (["--sumo-arg=--tripinfo-output", "--sumo-arg=x.xml"], "--sumo-arg --tripinfo-output: Lintas sets"),
     (["--sumo-arg=--seed=4"], "use lintas simulate --seeds"),
     (["--sumo-arg=-e", "--sumo-arg=500"], "--sumo-arg -e: Lintas sets --end itself"),
