@@ -336,15 +336,18 @@ def _see_crossings(t, net, state):
     known); a crossing the current phase of a junction in green shows green is seen now."""
     ptr = net.jn_phase_ptr
     seen = net.cross_seen
+    if net.phase_cross_idx.shape[0] == 0 and seen.shape[0] == 0:
+        return  # a net without crossings (most): no work per tick
     for j in range(ptr.shape[0] - 1):
         c0 = net.jn_cross_ptr[j]
         c1 = net.jn_cross_ptr[j + 1]
-        if c1 <= c0:
-            continue
-        local = not state.online[j] or state.interval[j] == INTERVAL_OFFLINE
-        for c in range(c0, c1):
-            if local or np.isnan(seen[c]) or seen[c] > t:
-                seen[c] = t
+        if c1 > c0:
+            local = not state.online[j] or state.interval[j] == INTERVAL_OFFLINE
+            for c in range(c0, c1):
+                if local or np.isnan(seen[c]) or seen[c] > t:
+                    seen[c] = t
+        # (a phase may show another junction's crossing in a malformed net: the shown phase decides, as in the
+        # reference)
         cur = _green_cur(state, ptr, j)
         if cur >= 0:
             for k in range(net.phase_cross_ptr[cur], net.phase_cross_ptr[cur + 1]):

@@ -443,3 +443,19 @@ def test_crossings_from_the_junction_specs():
     # without the specs (or one per junction): no crossings, the policies as before
     bare = policy_net(SimpleNamespace(**{**vars(network), "junctions": []}))
     assert bare.jn_cross_ptr.tolist() == [0, 0, 0, 0] and bare.phase_cross_idx.size == 0
+
+
+def test_a_phase_showing_another_junctions_crossing_is_remembered_alike():
+    """Found by hypothesis in CI: in a malformed net, junction 0's phase 0 shows crossing 0 of junction 1 (which
+    has no phase showing it); the kernel skipped junction 0 (no crossings of its own) while the reference
+    remembered the shown crossing. Both now take the shown phase's crossings as seen."""
+    net = make_policy_net(
+        jn_phase_ptr=[0, 1, 5], phase_mov_ptr=[0] * 6, phase_mov_idx=[], mov_in_lane=[], mov_out_lane=[],
+        phase_min=[0.0] * 5, phase_max=[0.0] * 5, phase_fixed=[0.0] * 5, phase_next=[0, 1, 1, 1, 1],
+        lane_length=[0.0] * 5, jn_cross_ptr=[0, 0, 1], phase_cross_ptr=[0, 1, 1, 1, 1, 1], phase_cross_idx=[0],
+    )
+    net = net._replace(cross_seen=np.array([-30.0]))
+    state = make_state([0, -1], [INTERVAL_GREEN, INTERVAL_GREEN], [0.0, 0.0], [True, True])
+    seen = net.cross_seen.copy()
+    both(net._replace(cross_seen=seen), state, fused(5, 2, 0), POL.params(PED_MAX_WAIT=0.0), t=0.0, seen=seen)
+    assert seen[0] == 0.0
