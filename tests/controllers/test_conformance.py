@@ -93,7 +93,9 @@ def test_a_controller_written_from_the_doc_alone_passes_the_kit(spec_file):
     assert r.returncode == 0, r.stdout + r.stderr
     assert set(verdicts(r.stdout).values()) == {"pass"}, r.stdout
     assert re.search(r"^C19 +pass .*its clock is 30\.\d\d s ahead of the kit's", r.stdout, flags=re.M), r.stdout
-    assert "first state in mode starting, then starting -> engine" in r.stdout  # `starting` works as documented
+    # `starting` works as documented: it is commanded; on a loaded machine the kit's first words may come after the
+    # backup time, and then the controller has fallen back to local first (as the doc says it must)
+    assert re.search(r"first state in mode starting, then starting (-> local )?-> engine", r.stdout), r.stdout
     assert re.search(r"^C24 +pass .*no `reset` fault published", r.stdout, flags=re.M), r.stdout
 
 
