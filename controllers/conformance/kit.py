@@ -326,6 +326,17 @@ class Kit:
         if self._own_ctx:
             self.ctx.destroy(linger=0)
 
+    def _set_refusals(self, req: str, ok: bool, got: list[str], last: int, st2, n_ref: int, n_sent: int) -> None:
+        """A refusal requirement's verdict: each word refused with its reason (``ok``, ``got``), and none of them
+        moved ``last_seq`` or went uncounted in ``refused``."""
+        if st2.last_seq != last:
+            ok = False
+            got.append(f"last_seq moved {last} -> {st2.last_seq}")
+        if n_ref != n_sent:
+            ok = False
+            got.append(f"refused counted {n_ref} of {n_sent}")
+        self._set(req, ok, "; ".join(got))
+
     # -- the cases -----------------------------------------------------------------------------------------
     def case_startup(self) -> None:
         first = self.latest
@@ -464,7 +475,6 @@ class Kit:
         self.sleep(1.2)  # a state after the last of them
         st2 = self.latest
         n_ref = st2.refused - ref0
-        moved = st2.last_seq != last
         for req in ("C7", "C8", "C9", "C10", "C12", "C13"):
             mine = [(reason, seq, cmd) for r, reason, seq, cmd in plan if r == req]
             got = []
@@ -475,13 +485,7 @@ class Kit:
                     ok = False
                 shown = "no refusal" if ref is None else ref.reason
                 got.append(f"{_what(cmd)} -> {shown}")
-            if moved:
-                ok = False
-                got.append(f"last_seq moved {last} -> {st2.last_seq}")
-            if n_ref != len(plan):
-                ok = False
-                got.append(f"refused counted {n_ref} of {len(plan)}")
-            self._set(req, ok, "; ".join(got))
+            self._set_refusals(req, ok, got, last, st2, n_ref, len(plan))
         gap = max(self.sent_max, st2.last_seq) + 5
         seq = self.command(Action.HOLD, -1, seq=gap)
         ok = self.accepted(seq)
@@ -582,7 +586,7 @@ class Kit:
         self.wait(lambda: all(self.refusal_of(msg.seq, r1) is not None for _q, _r, msg in plan), 3)
         self.sleep(1.2)  # a state after the last of them
         st2 = self.latest
-        n_ref, moved = st2.refused - ref0, st2.last_seq != last
+        n_ref = st2.refused - ref0
         for req in ("C25", "C26", "C27"):
             got, ok = [], True
             for _q, reason, msg in (x for x in plan if x[0] == req):
@@ -592,13 +596,7 @@ class Kit:
                 got.append(f"reset seq {msg.seq} issued_at {stamp}"
                            + (f" for {msg.junction!r}" if msg.junction != spec.id else "")
                            + f" -> {'no refusal' if ref is None else ref.reason}")
-            if moved:
-                ok = False
-                got.append(f"last_seq moved {last} -> {st2.last_seq}")
-            if n_ref != len(plan):
-                ok = False
-                got.append(f"refused counted {n_ref} of {len(plan)}")
-            self._set(req, ok, "; ".join(got))
+            self._set_refusals(req, ok, got, last, st2, n_ref, len(plan))
         # C28: every state since the first reset
         window = self.states[i0 - 1:]
         bad: list[str] = []
