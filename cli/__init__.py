@@ -64,13 +64,16 @@ COMMANDS: dict[str, Entry] = {
                  "varying what real scenarios vary."),
     "api": Entry("transit_api.cli", "api", "Serve the transit API (stops, routes, next arrivals from a static GTFS "
                  "feed) on uvicorn."),
+    "vision": Entry("vision.cli", None, "Vision: vehicle detection, tracking and counting from cameras."),
+    "camera": Entry("vision.cli", "camera", "Run a camera worker: counts vehicles from a video, an image folder or an "
+                    "RTSP/HTTP stream and publishes its zones' readings on the bus."),
     "bench": Entry("benchmarks.cli", None, "Benchmarks (figures and ratios measured side by side; JSON under "
                    "benchmarks/results/)."),
 }
 
 #: the third-party modules that only the optional installs bring
 _EXTRA_MODULES = {"sumo": "sim", "sumolib": "sim", "libsumo": "sim", "traci": "sim", "matplotlib": "sim",
-                  "fastapi": "api", "uvicorn": "api", "starlette": "api"}
+                  "fastapi": "api", "uvicorn": "api", "starlette": "api", "cv2": "vision", "onnxruntime": "vision"}
 
 
 def _missing_install(exc: ModuleNotFoundError, what: str) -> Exception:

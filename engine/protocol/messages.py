@@ -171,6 +171,10 @@ class FaultKind(StrEnum):
     CLOCK_SKEW = "clock-skew"  # the engine measured a junction's clock offset above its skew limit
     FEED_LOST = "feed-lost"  # the engine has had no detector reading for its feed-alarm time
     FEED_RESTORED = "feed-restored"  # detector readings reach the engine again after a feed-lost alarm
+    CAMERA_LATE = "camera-late"  # a camera worker processes most frames later than the next is due (it skips some)
+    CAMERA_LOST = "camera-lost"  # a camera worker lost its stream (or cannot open it); it reconnects with backoff
+    CAMERA_DEAD = "camera-dead"  # a camera worker has had no frame for its dead-after time
+    CAMERA_RESTORED = "camera-restored"  # a camera worker has frames again after camera-lost or camera-dead
 
 
 class Fault(_Msg, tag="fault"):

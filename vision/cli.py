@@ -1,0 +1,166 @@
+"""Vision's commands: ``lintas vision count`` (a recorded video, counted offline) and ``lintas camera`` (a camera
+worker on the bus).
+
+Only typer is imported here; each command imports what it runs (OpenCV, onnxruntime), so listing the commands
+loads neither.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine.protocol.service import CommandError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Vision: vehicle detection, tracking and counting from cameras.")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", help="The camera's TOML file (docs/vision.md)")]
+ModelOpt = Annotated[Path | None, typer.Option("--model", help="Detector model (.onnx or .pt; default: the "
+                                                              "config's model, else the shipped one)")]
+NetworkOpt = Annotated[Path | None, typer.Option("--network", help="The engine's compiled network (lintas compile "
+                                                                   "writes network.json): lanes are checked "
+                                                                   "against it (replaces the config's network)")]
+
+
+def _config(config: Path, source: str | None, network: Path | None):
+    from vision.camera import CameraConfigError, load_config
+
+    try:
+        return load_config(config, source=source, network=network)
+    except CameraConfigError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _detector(cfg, model: Path | None):
+    """The detector of ``--model``, else the config's ``model``, else the shipped one."""
+    try:
+        from vision.detect import DetectorError, load_detector
+    except ModuleNotFoundError as exc:
+        if exc.name != "vision.detect":
+            raise
+        raise CommandError("no detector backends in this build (vision/detect.py is missing)") from None
+
+    path = model if model is not None else cfg.model
+    try:
+        return load_detector(path)
+    except DetectorError as exc:
+        raise CommandError(f"{'--model' if model is not None else f'{cfg.path}: model'}: {exc}") from None
+
+
+@app.command(help="Count a recorded video offline: per line, direction and class, with the zones' mean and peak "
+             "occupancy, frames and frames per second. Example: lintas vision count --config cam.toml --source "
+             "clip.mp4 --json out/counts.json")
+def count(
+    config: ConfigOpt,
+    source: Annotated[str | None, typer.Option("--source", help="Video file or image folder (replaces the "
+                                                                "config's source)")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the counts as JSON")] = None,
+    model: ModelOpt = None,
+    network: NetworkOpt = None,
+    max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Stop after this many "
+                                                                               "frames")] = None,
+) -> None:
+    from vision.camera import CameraConfigError
+    from vision.offline import count_video
+    from vision.sources import SourceError
+
+    cfg = _config(config, source, network)
+    if json_file is not None:
+        try:
+            json_file.parent.mkdir(parents=True, exist_ok=True)
+            json_file.touch()
+        except OSError as exc:
+            raise CommandError(f"--json: cannot write {json_file}: {exc.strerror or exc}") from None
+    det = _detector(cfg, model)
+    try:
+        result = count_video(cfg, det, max_frames=max_frames)
+    except (SourceError, CameraConfigError) as exc:
+        raise CommandError(str(exc)) from None
+    for lid, dirs in result["lines"].items():
+        parts = [f"{d} {sum(c.values())} ({', '.join(f'{k} {v}' for k, v in sorted(c.items())) or '-'})"
+                 for d, c in dirs.items()]
+        typer.echo(f"{lid}: {'; '.join(parts)}")
+    for zid, z in result["zones"].items():
+        typer.echo(f"{zid}: mean {z['mean']:.2f} vehicles, peak {z['peak']}, mean halting {z['mean_halting']:.2f}")
+    typer.echo(f"{result['frames']} frames in {result['wall_s']:.1f} s: {result['fps']:.1f} frames per second")
+    if json_file is not None:
+        json_file.write_text(json.dumps(result, indent=2) + "\n")
+
+
+@app.command(hidden=True, help="Run a camera worker: counts vehicles from a video, an image folder or an RTSP/HTTP "
+             "stream and publishes its zones' readings on the bus. The readings are those of the lanes' camera "
+             "detectors, at the config's rate; its health goes out as fault messages. Example: "
+             "lintas camera --config cam.toml --bus-in tcp://127.0.0.1:5555")
+def camera(
+    config: ConfigOpt,
+    bus_in: Annotated[str, typer.Option(help="The bus's input (the forwarder's XSUB)")] = "tcp://127.0.0.1:5555",
+    source: Annotated[str | None, typer.Option("--source", help="Replaces the config's source")] = None,
+    model: ModelOpt = None,
+    network: NetworkOpt = None,
+    keys: Annotated[Path | None, typer.Option("--keys", help="Key directory (lintas keys DIR): uses the pair "
+                                                             "named after the camera's id, else 'field'")] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="Start a video file or folder again at its end")] = False,
+    realtime: Annotated[bool, typer.Option(help="Play a video file or folder at its own frame rate (as a camera "
+                                                "would deliver it); --no-realtime: as fast as it counts")] = True,
+    stats: Annotated[Path | None, typer.Option("--stats", help="When the worker ends, write its health counters "
+                                                               "(JSON) to this file")] = None,
+) -> None:
+    import signal
+
+    import zmq
+
+    from engine.protocol import bus as b
+    from engine.protocol.security import SecurityError, secret_file
+    from engine.protocol.service import check_endpoints, endpoint_error, load_security
+    from vision.camera import CameraConfigError, CameraWorker
+    from vision.sources import SourceError
+
+    cfg = _config(config, source, network)
+    check_endpoints({"--bus-in": bus_in})
+    det = _detector(cfg, model)
+    ctx = zmq.Context.instance()
+    sec = None
+    if keys is not None:
+        try:
+            me = cfg.id if secret_file(keys, cfg.id).is_file() else "field"
+        except SecurityError as exc:
+            raise CommandError(str(exc)) from None
+        sec = load_security(keys, me, ctx)
+    try:
+        pub = b.Publisher(ctx, b.Endpoints(bus_in, "", ""), security=sec)
+    except b.EndpointError as exc:
+        raise endpoint_error(exc, {"--bus-in": bus_in}) from None
+    except SecurityError as exc:
+        raise CommandError(str(exc)) from None
+    worker = CameraWorker(cfg, det, pub.publish, realtime=realtime, loop=loop)
+    stopping: list[int] = []
+
+    def on_signal(signum, _frame):
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    typer.echo(f"camera {cfg.id}: {cfg.source} -> {bus_in}, {len(cfg.published)} zone(s) published as "
+               f"{', '.join(cfg.published.values()) or '-'}, {len(cfg.lines)} line(s)")
+    try:
+        health = worker.run(stop=lambda: bool(stopping))
+    except (SourceError, CameraConfigError) as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        pub.close()
+        if sec is not None:
+            sec.close()
+        if stats is not None:
+            try:
+                stats.write_text(json.dumps(worker.health.as_dict(), indent=2) + "\n")
+            except OSError as exc:
+                print(f"lintas camera: --stats: cannot write {stats}: {exc.strerror or exc}", file=sys.stderr)
+    typer.echo(f"camera {cfg.id}: {health.state}: {health.frames} frames, {health.batches} batches, "
+               f"{health.crossings} crossings, {health.late} late, {health.lost} lost, {health.faults} faults")
+    for lid, dirs in worker.pipeline.counter.totals().items() if worker.pipeline is not None else ():
+        typer.echo(f"  {lid}: " + "; ".join(f"{d} {sum(c.values())}" for d, c in dirs.items()))
