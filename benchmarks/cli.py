@@ -1,4 +1,4 @@
-"""The benchmarks' commands: ``lintas bench loop``, ``lintas bench quality`` and ``lintas bench zoo``.
+"""The benchmarks' commands: ``lintas bench loop``, ``quality``, ``zoo`` and ``eta``.
 
 Benchmarks print figures and ratios measured side by side in one run and write JSON (and Markdown) under
 ``benchmarks/results/``. Only typer is imported here; each command imports what it runs.
@@ -132,3 +132,33 @@ def bench_zoo(
     md, js = zoo.write(doc, out)
     typer.echo(md.read_text())
     typer.echo(f"wrote {md} and {js}")
+
+
+@app.command("eta", help="ETA accuracy against SUMO's ground truth on the demo city's bus lines over the simulated "
+             "peak with an incident: MBTA windows, the Cal-ITP band and MAE by horizon, Lintas' predictor against "
+             "the schedule-deviation baseline side by side (tuned on --train-seed, reported on --test-seed). "
+             "Example: lintas bench eta")
+def bench_eta(
+    train_seed: Annotated[list[int] | None, typer.Option("--train-seed", help="seeds to tune and learn on; repeat "
+                                                         "(default 1 2)")] = None,
+    test_seed: Annotated[list[int] | None, typer.Option("--test-seed", help="held-out seeds reported; repeat "
+                                                        "(default 3 4 5)")] = None,
+    end: Annotated[float, typer.Option(min=600, help="simulated seconds of the peak")] = 3600.0,
+    every: Annotated[float, typer.Option(min=1, help="seconds between two rounds of predictions")] = 10.0,
+    incident: Annotated[bool, typer.Option(help="inject the incident (a vehicle stopped 10 min in a lane)")] = True,
+    out: Annotated[Path, typer.Option()] = Path("benchmarks/results"),
+) -> None:
+    from benchmarks import eta
+
+    train = tuple(train_seed or eta.TRAIN_SEEDS)
+    test = tuple(test_seed or eta.TEST_SEEDS)
+    if set(train) & set(test):
+        raise CommandError(f"--train-seed and --test-seed share {sorted(set(train) & set(test))}: report on "
+                           "held-out seeds")
+    try:
+        doc = eta.run(train, test, end=end, every=every, incident=incident, out=out,
+                      say=lambda msg: typer.echo(msg, err=True))
+    except RuntimeError as exc:
+        raise CommandError(str(exc)) from None
+    eta.print_table(doc, echo=typer.echo)
+    typer.echo(f"wrote {out / 'eta.json'}")

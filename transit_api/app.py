@@ -41,6 +41,7 @@ from transit_api.incidents import (
     Source,
     VersionConflict,
 )
+from transit_api.realtime import Realtime
 
 __all__ = ["REFUSAL_REASONS", "create_app"]
 
@@ -128,11 +129,15 @@ class ArrivalOut(BaseModel):
     service_date: str = Field(examples=["2026-03-02"])
     scheduled_arrival: datetime
     scheduled_departure: datetime
-    predicted_arrival: datetime = Field(description="for now the scheduled arrival (source: schedule)")
+    predicted_arrival: datetime = Field(description="the predicted arrival (source: prediction), or the "
+                                        "scheduled one (source: schedule)")
     delay_s: float = Field(description="predicted minus scheduled; 0 while the source is the schedule")
-    uncertainty_s: float | None = Field(description="null: no prediction, so no uncertainty")
-    source: Literal["schedule"] = Field(description="where the predicted time comes from; 'schedule': the "
-                                        "static timetable, no vehicle data")
+    uncertainty_s: float | None = Field(description="one standard deviation of the prediction (s); null: no "
+                                        "prediction, so no uncertainty")
+    source: Literal["schedule", "prediction"] = Field(description="where the predicted time comes from; "
+                                                      "'prediction': a vehicle on its way (docs/transit.md), "
+                                                      "'schedule': the static timetable, no vehicle data")
+    vehicle_id: str | None = Field(None, description="the vehicle predicted (source: prediction)")
     headway_s: int | None = Field(description="a headway-based trip (frequencies.txt, exact_times 0): the "
                                   "headway; its times are approximate")
     last_stop: bool = Field(description="the trip ends here (no boarding)")
@@ -341,9 +346,11 @@ def _writer(request: Request, _: Annotated[Any, Depends(_bearer)]) -> TokenEntry
 Writer = Annotated[TokenEntry, Depends(_writer)]
 
 
-def create_app(feed: Feed, *, store: IncidentStore | None = None, config: ApiConfig | None = None) -> FastAPI:
+def create_app(feed: Feed, *, store: IncidentStore | None = None, config: ApiConfig | None = None,
+               realtime: Realtime | None = None) -> FastAPI:
     """The API over one loaded feed; incidents in ``store`` (None: /incidents answers 503); tokens, rate limits
-    and CORS origins from ``config`` (None: no writes, no CORS)."""
+    and CORS origins from ``config`` (None: no writes, no CORS); vehicles and predictions from ``realtime``
+    (None: arrivals from the schedule, /vehicles and the GTFS-Realtime trip and vehicle feeds answer 503)."""
     from transit_api.gtfs import format_time
 
     config = config or ApiConfig()
@@ -400,12 +407,18 @@ def create_app(feed: Feed, *, store: IncidentStore | None = None, config: ApiCon
         """The next scheduled arrivals at a stop (predicted = scheduled, delay 0, uncertainty null: source
         'schedule')."""
         get_stop(stop_id)
-        when = datetime.now(feed.timezone) if at is None else at
+        now = realtime.now() if realtime is not None else datetime.now(feed.timezone)
+        when = now if at is None else at
         if when.tzinfo is None:
             when = when.replace(tzinfo=feed.timezone)
-        found = feed.arrivals(stop_id, when, limit)
+        if realtime is not None:  # --- real-time predictions (issue 18, ETA): transit_api/live_api.py
+            from transit_api.live_api import arrivals_with_predictions
+
+            items = arrivals_with_predictions(feed, realtime, stop_id, when, limit)
+        else:
+            items = [_arrival(feed, a) for a in feed.arrivals(stop_id, when, limit)]
         return Arrivals(stop_id=stop_id, at=when.astimezone(feed.timezone), timezone=feed.timezone.key,
-                        arrivals=[_arrival(feed, a) for a in found])
+                        arrivals=items)
 
     @app.get("/routes")
     def routes(limit: Limit = 100, offset: Offset = 0) -> RoutePage:
@@ -433,6 +446,11 @@ def create_app(feed: Feed, *, store: IncidentStore | None = None, config: ApiCon
                                            stops=[st.stop_id for st in feed.stop_times[first]], trips=len(trips),
                                            frequencies=freqs))
         return RouteDetail(**_route(r), directions=directions)
+
+    # --- real-time (issue 18, ETA): /vehicles, /routes/{id}/headways, /gtfs-rt/* (transit_api/live_api.py)
+    from transit_api.live_api import router as live_router
+
+    app.include_router(live_router(feed, realtime, store))
 
     # --- incidents
     def refuse(reason: str, status: int, detail: Any, headers: dict[str, str] | None = None) -> HTTPException:

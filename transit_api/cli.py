@@ -29,10 +29,29 @@ def api(
                                              "(for --config's tokens) and exit")] = False,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
+    # --- real time (issue 18, ETA): vehicles, predictions, GTFS-Realtime (docs/transit.md)
+    bus_out: Annotated[str | None, typer.Option("--bus-out", help="subscribe to this bus endpoint (a forwarder's "
+                                                "XPUB, or a run's relay) for vehicles, signal states and "
+                                                "plans")] = None,
+    vehicle_positions: Annotated[str | None, typer.Option("--vehicle-positions", help="GTFS-Realtime "
+                                                          "VehiclePositions: a file or an http(s) URL, read every "
+                                                          "--poll seconds")] = None,
+    poll: Annotated[float, typer.Option(min=0.5, help="seconds between reads of --vehicle-positions")] = 5.0,
+    history: Annotated[Path | None, typer.Option("--history", help="SQLite file of the predictor's learned "
+                                                 "travel times (created if missing; default: learn in memory)")] = None,
+    sim_zero: Annotated[str | None, typer.Option("--sim-zero", help="the bus's clock is simulation seconds from "
+                                                 "this ISO time (default: Unix time, as in the field)")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="simulate the demo city (Bunda Kota) behind the API and serve "
+                                       "its feed, buses and predictions")] = False,
+    speed: Annotated[float, typer.Option(min=0.01, help="--demo: simulated seconds per wall second")] = 1.0,
+    seed: Annotated[int, typer.Option(help="--demo: the simulation's seed")] = 1,
 ) -> None:
-    """Serve the transit API (stops, routes, next arrivals from a static GTFS feed) on uvicorn. Arrivals are
-    scheduled times for now (source: schedule); incidents are kept in --db and written with a token of --config;
-    see docs/transit.md.
+    """Serve the transit API (stops, routes, next arrivals from a static GTFS feed) on uvicorn. With a source of
+    vehicles (--bus-out, --vehicle-positions or --demo) arrivals are predictions (source: prediction) and
+    /vehicles, /routes/{id}/headways and /gtfs-rt/* are served; incidents are kept in --db and written with a
+    token of --config; see docs/transit.md.
+
+    Example: lintas api --demo --speed 5, then curl http://127.0.0.1:8000/stops/K1E_3/arrivals
 
     Example: lintas api --gtfs scenarios/bunda_kota/gtfs --port 8000, then
     curl 'http://127.0.0.1:8000/stops/K1E_2/arrivals?at=2026-03-02T07:20:00'
@@ -49,8 +68,17 @@ def api(
             raise CommandError(f"--hash-token: {problem}")
         typer.echo(auth.hash_token(token))
         return
+    if demo:
+        from transit_api.demo import DEMO_GTFS
+
+        if gtfs is not None or bus_out is not None or vehicle_positions is not None or sim_zero is not None:
+            raise CommandError("--demo serves the demo city's feed and its simulated buses: leave out --gtfs, "
+                               "--bus-out, --vehicle-positions and --sim-zero")
+        gtfs = DEMO_GTFS
     if gtfs is None:
-        raise CommandError("--gtfs DIR is needed to serve (or --hash-token to hash a token)")
+        raise CommandError("--gtfs DIR is needed to serve (or --demo, or --hash-token to hash a token)")
+    if bus_out is not None and vehicle_positions is not None:
+        raise CommandError("--bus-out and --vehicle-positions: give one source of vehicles")
 
     from transit_api.config import ApiConfig, ConfigError, load_config
     from transit_api.gtfs import GtfsError, load_feed
@@ -75,12 +103,60 @@ def api(
 
     from transit_api.app import create_app
 
+    live, sim = _realtime(feed, bus_out, vehicle_positions, poll, history, sim_zero, demo, speed, seed, port)
     incidents = f"incidents in {db}" if store else "no incidents (no --db)"
     typer.echo(f"lintas api: {len(feed.stops)} stops, {len(feed.routes)} routes, {len(feed.trips)} trips from "
                f"{gtfs} ({feed.timezone.key}); {incidents}; {len(cfg.tokens)} write token(s); CORS origins: "
                f"{', '.join(cfg.cors_origins) or 'none'}; serving on http://{host}:{port} (docs at /docs)", err=True)
     try:
-        uvicorn.run(create_app(feed, store=store, config=cfg), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(feed, store=store, config=cfg, realtime=live), host=host, port=port,
+                    log_level="warning")
     finally:
+        if sim is not None:
+            from transit_api.demo import stop_simulation
+
+            stop_simulation(sim)
+        if live is not None:
+            live.close()
         if store is not None:
             store.close()
+
+
+def _realtime(feed, bus_out, vehicle_positions, poll, history, sim_zero, demo, speed, seed, port):
+    """The live state and its source (a bus, a GTFS-Realtime feed, or the demo's simulation: its process)."""
+    if not (bus_out or vehicle_positions or demo):
+        return None, None
+    from datetime import datetime
+
+    from transit_api.realtime import Realtime
+    from transit_api.vehicles import Clock
+
+    clock, simulated = Clock.unix(), False
+    if sim_zero is not None:
+        try:
+            origin = datetime.fromisoformat(sim_zero)
+        except ValueError:
+            raise CommandError(f"--sim-zero {sim_zero!r}: not an ISO 8601 time (2026-03-02T07:00:00)") from None
+        clock, simulated = Clock(origin if origin.tzinfo else origin.replace(tzinfo=feed.timezone)), True
+    sim = None
+    if demo:
+        import tempfile
+
+        from engine.protocol.bus import _free_tcp_port
+        from transit_api.demo import demo_clock, start_simulation
+
+        clock, simulated = demo_clock(feed), True
+        bus_out = f"tcp://127.0.0.1:{_free_tcp_port()}"
+        log = Path(tempfile.gettempdir()) / f"lintas-api-demo-{port}.log"
+        sim = start_simulation(bus_out, speed, seed=seed, log=log)
+        typer.echo(f"lintas api --demo: simulating Bunda Kota at {speed:g}x (pid {sim.pid}, log {log}), buses on "
+                   f"{bus_out}; the API's clock is the simulation's (07:00 at its start)", err=True)
+    try:
+        live = Realtime(feed, clock, history=history, simulated=simulated)
+    except Exception as exc:  # noqa: BLE001 - a history file that SQLite cannot use, said in one line
+        raise CommandError(f"--history {history}: {exc}") from None
+    if bus_out is not None:
+        live.subscribe(bus_out)
+    else:
+        live.poll_gtfs_rt(vehicle_positions, every=poll)
+    return live, sim

@@ -25,6 +25,7 @@ TOPIC_FAULT = b"fault"
 TOPIC_HEARTBEAT = b"hb"
 TOPIC_REFUSAL = b"refusal"
 TOPIC_PLAN = b"plan"
+TOPIC_VEHICLES = b"veh"  # transit vehicles' positions (VehicleBatch)
 
 
 
@@ -240,8 +241,47 @@ class Plan(_Msg, tag="plan"):
     flows: list[float] = []
 
 
+class VehiclePosition(msgspec.Struct, frozen=True):
+    """One transit vehicle (a bus) as its tracker sees it at the batch's ``time``.
+
+    vehicle: the vehicle's id. line: the line it serves (the GTFS route_id or route_short_name). trip: the
+    GTFS trip it runs when the source knows it ('' if not). start: when it began that trip (s, the batch's
+    clock). x, y: position (m, the network's coordinates); lat, lon: degrees when the source knows them (NaN
+    if not). odometer: metres driven since the start of its trip. speed: m/s. next_stop: id of the next stop it
+    calls at ('' when none is left; the stop it stands at while ``at_stop``). stop_dist: metres along its route
+    to that stop. at_stop: standing at ``next_stop`` (dwelling). next_tls / tls_link / tls_dist: the next
+    signalised junction on its way ('' when none), the index of the link it will take there (a letter of that
+    junction's ``state.signal``) and the metres to its stop line."""
+
+    vehicle: str
+    line: str = ""
+    trip: str = ""
+    start: float = 0.0
+    x: float = 0.0
+    y: float = 0.0
+    lat: float = float("nan")
+    lon: float = float("nan")
+    odometer: float = 0.0
+    speed: float = 0.0
+    next_stop: str = ""
+    stop_dist: float = 0.0
+    at_stop: bool = False
+    next_tls: str = ""
+    tls_link: int = -1
+    tls_dist: float = 0.0
+
+
+class VehicleBatch(_Msg, tag="vehicles"):
+    """Every transit vehicle one source tracks, at ``time`` (its clock), topic ``veh``. A vehicle missing from
+    the next batch of the same source has ended its trip (or left the source's view)."""
+
+    source: str = ""
+    time: float = 0.0
+    vehicles: list[VehiclePosition] = []
+
+
 Message = (DetectorBatch | ControllerState | PhaseCommand | Heartbeat | ClockTick | Fault | Refusal | Plan | FaultReset
-           | ResetRequest | ResetReply)
+           | ResetRequest | ResetReply | VehicleBatch)
 MESSAGE_TYPES: tuple[type, ...] = (
     DetectorBatch,
     ControllerState,
@@ -254,6 +294,7 @@ MESSAGE_TYPES: tuple[type, ...] = (
     FaultReset,
     ResetRequest,
     ResetReply,
+    VehicleBatch,
 )
 
 _encoder = msgspec.msgpack.Encoder()

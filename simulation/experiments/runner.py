@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +100,13 @@ class RunSpec:
     dead: str | None = None  # "cameras" or "loops": every detector of that kind dead
     local_plan: Path | None = None  # time-of-day local plan (TOML, controllers/localplan.py) for the controllers
     save_tls_states: bool = False  # SUMO records every light's state every step in the run's TLS_STATES file
+    # transit (simulation/experiments/live.py): the buses' positions published on the run's bus every tick (topic
+    # veh), relayed with the controllers' states and the engine's plans to a PUB bound at `publish` (the transit
+    # API subscribes there), the run paced at `speed` simulated s per wall s, and `on_tick(t, conn, vehicles,
+    # states, plans)` called every tick (a benchmark's tap; in this process only)
+    publish: str | None = None
+    speed: float | None = None
+    on_tick: Callable | None = None
 
 
 def run_one(spec: RunSpec, progress=None) -> dict:
@@ -504,6 +511,15 @@ def _run_closed_loop(field_: SumoField, locks: LockWatch, net: Network, spec: Ru
     import numpy as np
 
     city = City(net, spec, field_, run_dir)
+    tap = None
+    if spec.publish or spec.speed or spec.on_tick:
+        from simulation.sumo.buses import LiveTap
+
+        try:
+            tap = LiveTap(field_.conn, city.ctx, city.ep, publish=spec.publish, speed=spec.speed, on_tick=spec.on_tick)
+        except BaseException:
+            city.close(wait=City.ABORT_WAIT)
+            raise
     samples = []
     faults = 0
     fault_at: dict[str, float] = {}  # junction -> when it first latched a fault (all red from then)
@@ -529,6 +545,8 @@ def _run_closed_loop(field_: SumoField, locks: LockWatch, net: Network, spec: Ru
             if city.remote:
                 for j in net.junctions:
                     field_.show(j.id, states[j.id].signal)
+            if tap is not None:
+                tap.tick(t, states)
             samples.append(field_.queues())
             t = field_.advance(t + TICK)
             step += 1
@@ -536,6 +554,8 @@ def _run_closed_loop(field_: SumoField, locks: LockWatch, net: Network, spec: Ru
                 progress(t - begin, end - begin)
         finished = True
     finally:
+        if tap is not None:
+            tap.close()
         city.close(wait=None if finished else City.ABORT_WAIT)
     # after close: controller processes write what they counted when they end
     totals = controller_totals(city.counters(), city.states)
