@@ -1,4 +1,4 @@
-"""The benchmarks' commands: ``lintas bench loop``, ``quality``, ``zoo`` and ``eta``.
+"""The benchmarks' commands: ``lintas bench engine``, ``loop``, ``quality``, ``zoo`` and ``eta``.
 
 Benchmarks print figures and ratios measured side by side in one run and write JSON (and Markdown) under
 ``benchmarks/results/``. Only typer is imported here; each command imports what it runs.
@@ -31,21 +31,63 @@ def _check(scenario: Path, policies: list[str], transport: str = "inproc") -> No
         raise CommandError(str(exc)) from None
 
 
-@app.command("loop", help="Steps per second of the closed loop (maxpressure) against SUMO alone. "
-             "Example: lintas bench loop scenarios/bunda_kota --end 1800")
+@app.command("loop", help="Simulated seconds per second of the closed loop (adaptive, inproc and tcp, 1-s and "
+             "0.2-s steps) against SUMO alone replaying the loop's own signal states, start-up apart; the demo "
+             "city, ingolstadt7 and a generated 100-junction grid. Example: lintas bench loop --end 900")
 def bench_loop(
-    scenario: Annotated[Path, typer.Argument()] = DEMO,
-    end: Annotated[float | None, typer.Option(help="Stop at this simulation time")] = None,
+    scenario: Annotated[list[Path] | None, typer.Argument(help="Scenarios (default: demo, ingolstadt7, "
+                                                               "a 100-junction grid)")] = None,
+    end: Annotated[float, typer.Option(help="Simulated seconds per run after the begin (0: the scenario's "
+                                            "end)")] = 900.0,
     repeat: Annotated[int, typer.Option(min=1)] = 1,
-    transport: Annotated[list[str], typer.Option("--transport")] = ["inproc"],  # noqa: B006
+    transport: Annotated[list[str], typer.Option("--transport")] = ["inproc", "tcp"],  # noqa: B006
+    substeps: Annotated[bool, typer.Option(help="Also 0.2-s SUMO steps with control every 1 s")] = True,
+    policy: Annotated[str, typer.Option("--policy", "-p")] = "adaptive",
+    quick: Annotated[bool, typer.Option(help="The demo city, 300 s, 1-s steps, inproc: seconds")] = False,
 ) -> None:
     from benchmarks import closed_loop
 
-    for tr in transport:
-        _check(scenario, ["maxpressure"], tr)
-    doc = closed_loop.run(scenario, end=end, repeat=repeat, transports=tuple(transport))
+    if end and end < 2 * closed_loop.MEASURE_FROM:
+        raise CommandError(f"--end {end:g}: give at least {2 * closed_loop.MEASURE_FROM:g} s (the first "
+                           f"{closed_loop.MEASURE_FROM:g} s are start-up and not timed)")
+    scns = None
+    if scenario:
+        scns = [(p.name, p, "") for p in scenario]
+        for p in scenario:
+            for tr in transport:
+                _check(p, [policy], tr)
+    else:
+        for tr in transport:
+            _check(DEMO, [policy], tr)
+    doc = closed_loop.run(scns, end=end or None, repeat=repeat, transports=tuple(transport), substeps=substeps,
+                          policy=policy, quick=quick)
     closed_loop.print_table(doc)
-    typer.echo(f"wrote {closed_loop.RESULTS / 'closed_loop.json'}")
+    typer.echo(f"wrote {closed_loop.RESULTS / ('closed_loop-quick.json' if quick else 'closed_loop.json')}")
+
+
+@app.command("engine", help="The engine's tick at city scale (100, 1,000, 10,000 junctions): decoding the batch, "
+             "fusion, every policy's kernel against its reference, memory per junction. "
+             "Example: lintas bench engine --size 1000")
+def bench_engine(
+    size: Annotated[list[int] | None, typer.Option("--size", help="Junctions; repeat (default: 100, 1000, "
+                                                                  "10000)")] = None,
+    ticks: Annotated[int, typer.Option(min=5, help="Ticks per size (the first 3 are not timed)")] = 30,
+    policy: Annotated[list[str] | None, typer.Option("--policy", "-p", help="Policy; repeat (default: all)")] = None,
+    quick: Annotated[bool, typer.Option(help="100 junctions, 8 ticks: seconds")] = False,
+) -> None:
+    from benchmarks import engine_bench
+    from engine.policies import POLICIES
+
+    for p in policy or ():
+        if p not in POLICIES:
+            raise CommandError(f"--policy: unknown policy '{p}' (choose from: {', '.join(POLICIES)})")
+    for n in size or ():
+        if n < 100:
+            raise CommandError(f"--size {n}: at least 100 junctions (the generated grid it repeats)")
+    doc = engine_bench.run(sizes=tuple(size or engine_bench.SIZES), ticks=ticks, policies=tuple(policy or ()) or None,
+                           quick=quick)
+    engine_bench.print_table(doc)
+    typer.echo(f"wrote {engine_bench.RESULTS / ('engine-quick.json' if quick else 'engine.json')}")
 
 
 @app.command("quality", help="Control quality: map x policy (mean ± std over seeds, change against "

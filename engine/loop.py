@@ -138,7 +138,11 @@ class Engine:
         for _topic, msg in self.sub.drain():
             progressed = True
             if isinstance(msg, m.DetectorBatch):
-                self.fusion.update(msg)
+                try:
+                    self.fusion.update(msg)
+                except ValueError as exc:  # columns of different lengths: dropped and counted, the engine goes on
+                    log.warning("dropped a detectors batch: %s", exc)
+                    self.sub.stats.drop("malformed-batch")
             elif isinstance(msg, m.ClockTick):
                 self._ticks.append(msg)
             elif isinstance(msg, m.Plan):

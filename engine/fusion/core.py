@@ -31,6 +31,8 @@ class Fusion:
         self.lanes = LaneState.initial(self.layout)
         self.out = FusionOutputs.initial(self.layout, network.n_junctions, network.n_movements)
         self._obs = self.out.observations()
+        self.layout_digest = m.detector_layout(network.det_ids)  # what an index batch's `layout` must name
+        self._by_source: dict[str, tuple[list[str], np.ndarray]] = {}  # ids batches: the last ids -> positions
 
     # -- input -----------------------------------------------------------------------------------
     def set_signal(self, j: int, phase: int) -> None:
@@ -38,23 +40,48 @@ class Fusion:
         self.lanes.green_phase[j] = phase
 
     def update(self, batch: m.DetectorBatch) -> None:
-        """Take a detector batch (readings of unknown detectors are counted and ignored) and run the model."""
+        """Take a detector batch (readings of unknown detectors are counted and ignored) and run the model.
+        A malformed batch (columns of different lengths) raises ``ValueError`` before anything changes."""
+        cols = m.batch_columns(batch)
+        self.take(cols.index if cols.index is not None else self._indices(batch.source, cols.detectors),
+                  cols.count, cols.occupancy, cols.halting, layout=cols.layout if cols.index is not None else None)
+        self.integrate(float(batch.time), float(batch.interval) or 1.0)
+
+    def take(self, index: np.ndarray, count: np.ndarray, occupancy: np.ndarray, halting: np.ndarray,
+             layout: str | None = None) -> None:
+        """Write readings into the per-detector arrays: ``index`` the detectors' positions in the network
+        (-1 or out of range: unknown, counted and ignored). With ``layout`` (an index batch's digest) not this
+        network's, every reading is unknown."""
         s = self.sensors
+        n = int(count.shape[0])
+        s.readings += n
+        if layout is not None and layout != self.layout_digest:
+            s.unknown += n
+            return
+        ok = (index >= 0) & (index < s.count.shape[0])
+        if not ok.all():
+            s.unknown += int(n - np.count_nonzero(ok))
+            index, count, occupancy, halting = index[ok], count[ok], occupancy[ok], halting[ok]
+        s.count[index] = count
+        s.occ[index] = occupancy
+        s.halt[index] = halting
+        s.fresh[index] = True
+
+    def integrate(self, t: float, dt: float) -> None:
+        """Run the model on the readings taken since the last call, for the interval of ``dt`` s ending at ``t``."""
+        self.sensors.batches += 1
+        self._integrate(t, dt)
+        self.sensors.fresh[:] = False
+
+    def _indices(self, source: str, ids: list[str]) -> np.ndarray:
+        """Positions of detectors named by id (-1: unknown); a source that sends the same ids again reuses them."""
+        hit = self._by_source.get(source)
+        if hit is not None and hit[0] == ids:
+            return hit[1]
         idx = self.net.det_index
-        count, occ, halt, fresh = s.count, s.occ, s.halt, s.fresh
-        for r in batch.readings:
-            i = idx.get(r.detector)
-            if i is None:
-                s.unknown += 1
-                continue
-            count[i] = r.count
-            occ[i] = r.occupancy
-            halt[i] = r.halting
-            fresh[i] = True
-        s.readings += len(batch.readings)
-        s.batches += 1
-        self._integrate(float(batch.time), float(batch.interval) or 1.0)
-        fresh[:] = False
+        out = np.fromiter((idx.get(d, -1) for d in ids), dtype=np.int64, count=len(ids))
+        self._by_source[source] = (list(ids), out)
+        return out
 
     def idle(self, elapsed: float) -> None:
         """No batch for ``elapsed`` s of the engine's clock: age every detector's health by as much (the batches'

@@ -10,6 +10,7 @@ import numpy as np
 
 from engine.fusion.config import NEVER, FusionConfig
 from engine.fusion.health import usable
+from engine.fusion.kernels import consume_profile_kernel
 from engine.fusion.layout import FusionLayout
 from engine.fusion.state import FusionOutputs, LaneState, SensorState
 
@@ -163,7 +164,13 @@ def camera_queue(layout: FusionLayout, lanes: LaneState, r: Readings, dt: float)
 
 
 def consume_profile(lanes: LaneState, q: np.ndarray, prev_queue: np.ndarray) -> None:
-    """Vehicles that joined the queue are no longer en route: take them from the earliest profile bins."""
+    """Vehicles that joined the queue are no longer en route: take them from the earliest profile bins (the
+    Numba kernel; :func:`consume_profile_reference` is the same rule in Python)."""
+    consume_profile_kernel(lanes.prof_det, q, prev_queue)
+
+
+def consume_profile_reference(lanes: LaneState, q: np.ndarray, prev_queue: np.ndarray) -> None:
+    """:func:`consume_profile` in plain Python/NumPy (the reference its kernel is tested against)."""
     pd = lanes.prof_det
     H = pd.shape[1]
     dq = np.maximum(q - prev_queue, 0.0)

@@ -11,9 +11,12 @@ occupancy as a fraction 0..1, lengths in metres, speeds in m/s.
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
+from typing import NamedTuple
 
 import msgspec
+import numpy as np
 
 SCHEMA_VERSION = 1
 
@@ -100,12 +103,25 @@ class DetectorReading(msgspec.Struct, frozen=True, array_like=False):
 
 class DetectorBatch(_Msg, tag="detectors"):
     """All readings of one source (the SUMO field, a loop cabinet, a camera) for the interval ending
-    at ``time``. Topic ``det``."""
+    at ``time``. Topic ``det``.
+
+    The readings travel as columns (one array per quantity, little-endian): which detectors, either
+    ``detectors`` (their ids) or ``index`` (int32 positions in the network's detector table, whose
+    :func:`detector_layout` digest is ``layout``), then ``count`` (int32), ``occupancy`` (float64) and
+    ``halting`` (int32, or empty: none). ``readings`` (one map per detector) is the older form, still
+    accepted; a batch carries one form or the other. :func:`detector_batch` builds one, :func:`batch_columns` reads one
+    (it checks the lengths), :func:`batch_readings` gives the readings one by one."""
 
     source: str = ""
     time: float = 0.0
     interval: float = 1.0
     readings: list[DetectorReading] = []
+    layout: str = ""
+    detectors: list[str] = []
+    index: bytes = b""
+    count: bytes = b""
+    occupancy: bytes = b""
+    halting: bytes = b""
 
 
 class ControllerState(_Msg, tag="state"):
@@ -309,3 +325,100 @@ def decode(data: bytes) -> Message:
     """Decode and validate one frame; raises ``msgspec.DecodeError``/``ValidationError`` on bad input."""
     msg = _decoder.decode(data)
     return msg
+
+
+# -- detector batches as columns ---------------------------------------------------------------------------------
+_I32, _F64 = np.dtype("<i4"), np.dtype("<f8")
+
+
+def detector_layout(det_ids) -> str:
+    """The digest of a detector table (ids in order): what ``DetectorBatch.layout`` names, so that an engine
+    takes ``index`` columns only against the table they were made for."""
+    return hashlib.sha1("\n".join(det_ids).encode()).hexdigest()[:16]
+
+
+class BatchColumns(NamedTuple):
+    """A batch's readings as arrays [n]: ``detectors`` (ids) or ``index`` (positions in the table of digest
+    ``layout``), whichever the batch carries (the other is None); ``count``, ``occupancy``, ``halting``."""
+
+    detectors: list[str] | None
+    index: np.ndarray | None
+    layout: str
+    count: np.ndarray
+    occupancy: np.ndarray
+    halting: np.ndarray
+
+
+def detector_batch(source: str, time: float, count, occupancy, halting=None, *, index=None, layout: str = "",
+                   detectors: list[str] | None = None, interval: float = 1.0) -> DetectorBatch:
+    """A columnar batch: ``index`` (with ``layout``) or ``detectors`` names the columns; arrays of any numeric
+    type (converted to the wire's int32 / float64)."""
+    if (index is None) == (detectors is None):
+        raise ValueError("detector_batch: give either index (with layout) or detectors")
+    n = len(detectors) if detectors is not None else len(index)
+    cols = {"count": np.asarray(count, _I32), "occupancy": np.asarray(occupancy, _F64),
+            "halting": np.asarray(halting, _I32) if halting is not None else np.zeros(0, _I32)}
+    for name, a in cols.items():
+        if a.shape != (n,) and not (name == "halting" and a.size == 0):
+            raise ValueError(f"detector_batch: {name} has {a.size} values for {n} detectors")
+    return DetectorBatch(source=source, time=float(time), interval=float(interval), layout=layout,
+                         detectors=list(detectors) if detectors is not None else [],
+                         index=np.asarray(index, _I32).tobytes() if index is not None else b"",
+                         count=cols["count"].tobytes(), occupancy=cols["occupancy"].tobytes(),
+                         halting=cols["halting"].tobytes())
+
+
+def batch_columns(batch: DetectorBatch) -> BatchColumns:
+    """The batch's columns as NumPy arrays (read-only views of the frame, no copy). Raises ``ValueError``
+    naming the field when the lengths disagree (a malformed batch: the engine drops and counts it). A batch
+    in the older ``readings`` form gives its readings as columns by id."""
+    columnar = bool(batch.count or batch.index or batch.detectors or batch.occupancy)
+    if batch.readings and columnar:
+        raise ValueError(f"detectors batch from {batch.source!r}: both `readings` and columns")
+    if not columnar:
+        rs = batch.readings
+        return BatchColumns([r.detector for r in rs], None, batch.layout, np.array([r.count for r in rs], _I32),
+                            np.array([r.occupancy for r in rs], _F64), np.array([r.halting for r in rs], _I32))
+    for name, width in (("index", 4), ("count", 4), ("occupancy", 8), ("halting", 4)):
+        if len(getattr(batch, name)) % width:
+            raise ValueError(f"detectors batch from {batch.source!r}: field `{name}` is not a whole number of "
+                             f"{width}-byte values")
+    count = np.frombuffer(batch.count, _I32)
+    n = count.shape[0]
+    if batch.index and batch.detectors:
+        raise ValueError(f"detectors batch from {batch.source!r}: both `index` and `detectors` name the columns")
+    index = np.frombuffer(batch.index, _I32) if batch.index or not batch.detectors else None
+    names = len(batch.detectors) if index is None else index.shape[0]
+    if names != n:
+        raise ValueError(f"detectors batch from {batch.source!r}: {names} detectors but {n} counts")
+    occ = np.frombuffer(batch.occupancy, _F64)
+    if occ.shape[0] != n:
+        raise ValueError(f"detectors batch from {batch.source!r}: field `occupancy` has {occ.shape[0]} values "
+                         f"for {n} detectors")
+    halt = np.frombuffer(batch.halting, _I32) if batch.halting else np.zeros(n, _I32)
+    if halt.shape[0] != n:
+        raise ValueError(f"detectors batch from {batch.source!r}: field `halting` has {halt.shape[0]} values "
+                         f"for {n} detectors")
+    if index is not None and n and not batch.layout:
+        raise ValueError(f"detectors batch from {batch.source!r}: `index` without `layout`")
+    return BatchColumns(list(batch.detectors) if index is None else None, index, batch.layout, count, occ, halt)
+
+
+def batch_readings(batch: DetectorBatch, det_ids=None) -> list[DetectorReading]:
+    """The batch's readings one by one, in either form (``det_ids``: the detector table that ``index`` columns
+    refer to; required for them). Raises ``ValueError`` on a malformed batch or an index outside the table."""
+    cols = batch_columns(batch)
+    if batch.readings:
+        return list(batch.readings)
+    if cols.index is not None:
+        if det_ids is None:
+            raise ValueError("batch_readings: this batch names its detectors by index; pass the detector table")
+        if cols.layout != detector_layout(det_ids):
+            raise ValueError(f"detectors batch from {batch.source!r}: layout {cols.layout} is not this table's")
+        if cols.index.size and (cols.index.min() < 0 or cols.index.max() >= len(det_ids)):
+            raise ValueError(f"detectors batch from {batch.source!r}: an index lies outside the table")
+        names = [det_ids[i] for i in cols.index.tolist()]
+    else:
+        names = cols.detectors
+    return [DetectorReading(d, c, o, h) for d, c, o, h in
+            zip(names, cols.count.tolist(), cols.occupancy.tolist(), cols.halting.tolist())]

@@ -34,13 +34,28 @@ def message_schemas() -> dict[str, dict[str, Any]]:
     for cls in m.MESSAGE_TYPES:
         tag = cls.__struct_config__.tag
         out[f"{tag}.json"] = _document(
-            msgspec.json.schema(cls), f"Lintas message `{tag}` (schema version {m.SCHEMA_VERSION})",
+            _binary_columns(msgspec.json.schema(cls)), f"Lintas message `{tag}` (schema version {m.SCHEMA_VERSION})",
             f"One `{tag}` message as its MessagePack map decodes (docs/protocol.md). Missing fields take their "
             f"default; unknown fields are ignored.")
     out["message.json"] = _document(
-        msgspec.json.schema(m.Message), f"Any Lintas message (schema version {m.SCHEMA_VERSION})",
+        _binary_columns(msgspec.json.schema(m.Message)), f"Any Lintas message (schema version {m.SCHEMA_VERSION})",
         "One message of the wire protocol, chosen by its tag `t` (docs/protocol.md).")
     return out
+
+
+#: the detector batch's columns: MessagePack ``bin`` (raw bytes, which no JSON type describes), little-endian
+BINARY_COLUMNS = {"index": "int32", "count": "int32", "occupancy": "float64", "halting": "int32"}
+
+
+def _binary_columns(schema: dict[str, Any]) -> dict[str, Any]:
+    """msgspec describes ``bytes`` as a base64 string (its JSON form); on the wire they are MessagePack ``bin``:
+    the schema says so and leaves the type open (a decoded ``bin`` is bytes, no JSON type)."""
+    props = schema.get("$defs", {}).get("DetectorBatch", {}).get("properties", {})
+    for name, dtype in BINARY_COLUMNS.items():
+        if name in props:
+            props[name] = {"description": f"MessagePack bin: n little-endian {dtype} values (docs/protocol.md); "
+                                          f"empty by default"}
+    return schema
 
 
 def junction_spec_schema() -> dict[str, Any]:

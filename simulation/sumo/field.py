@@ -1,11 +1,13 @@
-"""The SUMO side of a run: starts SUMO through libsumo (or TraCI), reads Lintas' detectors as one batch per
-control tick (subscriptions, one call per SUMO step), shows signal strings, samples queues and advances the
-simulation by one tick.
+"""The SUMO side of a run: starts SUMO through libsumo (or TraCI), reads Lintas' detectors as one columnar
+batch per control tick (getters written straight into arrays, no subscriptions), shows signal strings,
+samples queues and advances the simulation by one tick.
 
 A tick is a second of simulated time, whatever SUMO's step length: ``advance(t)`` runs as many SUMO steps
-as it takes to reach ``t`` (5 at ``step-length 0.2``), and the batch that ``read`` returns covers them all:
-a loop counts every vehicle that arrived over it in any of those steps and reports its mean occupancy; a
-lane-area detector (a camera) reports what it sees at the end of the tick."""
+as it takes to reach ``t`` (5 at ``step-length 0.2``), and the batch that ``read`` returns covers them all.
+After every SUMO step a loop adds the vehicles that arrived over it (new ids on it: a real loop's rising
+edges) and its occupancy; the batch reports the sum and the mean over the tick's steps. (SUMO's own
+per-interval E1 output, ``getIntervalVehicleNumber``, was measured not to line up with the tick at 0.2-s
+steps: docs/performance.md.) A lane-area detector (a camera) reports what it sees at the end of the tick."""
 
 from __future__ import annotations
 
@@ -37,18 +39,24 @@ class SumoField:
         self.conn = sumo_module(use_traci)
         self.use_traci = use_traci
         self.gui = gui
-        kind = network.det_kind
-        self._e2 = [d for d, k in zip(network.det_ids, kind) if k == DET_AREA]
-        self._e1 = [d for d, k in zip(network.det_ids, kind) if k != DET_AREA]
-        area = kind == DET_AREA
-        self._area_junction = network.lane_junction[network.det_lane[area]].astype(np.int64)
-        self._area_index = {d: i for i, d in enumerate(self._e2)}
+        kind = np.asarray(network.det_kind)
+        ids = list(network.det_ids)
+        e1_pos = np.flatnonzero(kind != DET_AREA)
+        e2_pos = np.flatnonzero(kind == DET_AREA)
+        self._e1 = [ids[i] for i in e1_pos]  # loops, in the network's order
+        self._e2 = [ids[i] for i in e2_pos]  # lane-area detectors (cameras)
+        self.layout = m.detector_layout(ids)  # the batches' index columns refer to the network's detector table
+        live1 = np.array([d not in self.dead for d in self._e1], dtype=np.bool_)
+        live2 = np.array([d not in self.dead for d in self._e2], dtype=np.bool_)
+        self._live1, self._live2 = live1, live2
+        self._index = np.concatenate((e1_pos[live1], e2_pos[live2])).astype(np.int32)
+        self._area_junction = network.lane_junction[network.det_lane[kind == DET_AREA]].astype(np.int64)
         self.halting = np.zeros(len(self._e2))
-        self._on_loop: dict[str, frozenset] = {}  # vehicles over each loop in the last step
-        self._arrived: dict[str, int] = {}  # vehicles that arrived over each loop since the last read
-        self._occ: dict[str, float] = {}  # each loop's occupancy (%) summed over the steps since the last read
+        n1 = len(self._e1)
+        self._on_loop: list[frozenset] = [frozenset()] * n1  # vehicles over each loop in the last step
+        self._arrived = np.zeros(n1, dtype=np.int64)  # vehicles that arrived over each loop since the last read
+        self._occ = np.zeros(n1)  # each loop's occupancy (%) summed over the steps since the last read
         self._steps = 0  # SUMO steps since the last read
-        self._e1_seen: list[str] | None = None
         self.started = False
 
     def start(self, args: Sequence[str]) -> None:
@@ -57,64 +65,53 @@ class SumoField:
         binary = sumolib.checkBinary("sumo-gui" if self.gui else "sumo")
         self.conn.start([binary, *args])
         self.started = True
-        tc = self.conn.constants
-        for d in self._e1:
-            # a loop counts vehicles that arrive over it (a real loop's rising edges), so the ids are read:
-            # SUMO's last-step vehicle number counts a standing or slow vehicle again every step
-            self.conn.inductionloop.subscribe(d, (tc.LAST_STEP_VEHICLE_ID_LIST, tc.LAST_STEP_OCCUPANCY))
-        for d in self._e2:
-            self.conn.lanearea.subscribe(
-                d, (tc.LAST_STEP_VEHICLE_NUMBER, tc.LAST_STEP_OCCUPANCY, tc.LAST_STEP_VEHICLE_HALTING_NUMBER)
-            )
-        self._tc = tc
 
     def time(self) -> float:
         return float(self.conn.simulation.getTime())
 
-    def _loop_results(self) -> dict:
-        return self.conn.inductionloop.getAllSubscriptionResults()
-
     def _count_arrivals(self) -> None:
-        """After one SUMO step: add the vehicles that arrived over each loop in it, and its occupancy."""
-        ids_var, oc = self._tc.LAST_STEP_VEHICLE_ID_LIST, self._tc.LAST_STEP_OCCUPANCY
+        """After one SUMO step (at 1-s steps): add the vehicles that arrived over each loop in it, and its
+        occupancy (a loop with no vehicle in the step has occupancy 0: SUMO derives both from the same data)."""
+        il = self.conn.inductionloop
+        get_ids, get_occ = il.getLastStepVehicleIDs, il.getLastStepOccupancy
         on_loop, arrived, occ = self._on_loop, self._arrived, self._occ
         empty: frozenset = frozenset()
-        for d, v in self._loop_results().items():
-            ids = frozenset(v[ids_var])
-            arrived[d] = arrived.get(d, 0) + (len(ids - on_loop.get(d, empty)) if ids else 0)
-            occ[d] = occ.get(d, 0.0) + v[oc]
-            on_loop[d] = ids
+        for i, d in enumerate(self._e1):
+            ids = get_ids(d)
+            if ids:
+                now = frozenset(ids)
+                arrived[i] += len(now - on_loop[i])
+                occ[i] += get_occ(d)
+                on_loop[i] = now
+            elif on_loop[i]:
+                on_loop[i] = empty
         self._steps += 1
 
     def read(self, t: float, source: str = "sumo") -> m.DetectorBatch:
-        """All detector readings since the last read, as one batch: per loop the vehicles that arrived over
-        it and its mean occupancy over the SUMO steps of the tick; per lane-area detector its last step."""
-        tc = self._tc
-        vn, oc, hn = tc.LAST_STEP_VEHICLE_NUMBER, tc.LAST_STEP_OCCUPANCY, tc.LAST_STEP_VEHICLE_HALTING_NUMBER
+        """All detector readings since the last read, as one columnar batch (``index`` into the network's
+        detector table): per loop the vehicles that arrived over it and its mean occupancy over the tick; per
+        lane-area detector its last step."""
         if self._steps == 0:  # nothing stepped since the last read (the first read): this state as it is
             self._count_arrivals()
-        Reading = m.DetectorReading
-        readings = []
-        dead = self.dead
-        arrived, occ, steps = self._arrived, self._occ, self._steps
-        for d in self._e1_order():
-            if d not in dead:
-                readings.append(Reading(d, arrived.get(d, 0), min(max(occ.get(d, 0.0) / steps / 100.0, 0.0), 1.0)))
-        self._arrived, self._occ, self._steps = {}, {}, 0
+        la = self.conn.lanearea
+        get_n, get_occ, get_h = la.getLastStepVehicleNumber, la.getLastStepOccupancy, la.getLastStepHaltingNumber
+        n2 = len(self._e2)
+        a_n = np.empty(n2, dtype=np.int64)
+        a_o = np.empty(n2)
         halting = self.halting
-        ai = self._area_index
-        for d, v in self.conn.lanearea.getAllSubscriptionResults().items():
-            h = int(v[hn])
-            halting[ai[d]] = h
-            if d not in dead:
-                readings.append(Reading(d, int(v[vn]), min(max(v[oc] / 100.0, 0.0), 1.0), h))
-        return m.DetectorBatch(source=source, time=t, interval=1.0, readings=readings)
-
-    def _e1_order(self) -> list[str]:
-        """The loops in the order SUMO reports their subscriptions (the batch's order, as before)."""
-        if self._e1_seen is None:
-            self._e1_seen = list(self._loop_results())
-        return self._e1_seen
+        for i, d in enumerate(self._e2):
+            a_n[i] = get_n(d)
+            a_o[i] = get_occ(d)
+            halting[i] = get_h(d)
+        l_occ = np.minimum(np.maximum(self._occ / self._steps / 100.0, 0.0), 1.0)
+        live1, live2 = self._live1, self._live2
+        count = np.concatenate((self._arrived[live1], a_n[live2]))
+        occ = np.concatenate((l_occ[live1], np.minimum(np.maximum(a_o / 100.0, 0.0), 1.0)[live2]))
+        halt = np.concatenate((np.zeros(int(live1.sum()), dtype=np.int64), halting[live2]))
+        self._arrived[:] = 0
+        self._occ[:] = 0.0
+        self._steps = 0
+        return m.detector_batch(source, t, count, occ, halt, index=self._index, layout=self.layout)
 
     def queues(self) -> np.ndarray:
         """Halting vehicles on each junction's approaches (from the lane-area detectors)."""

@@ -524,3 +524,100 @@ def test_a_network_without_detectors_calls_every_lane():
     obs = f.observations(4.0)
     assert (obs.queue == 1.0).all() and (obs.wait == 0.0).all()
     assert f.unknown == 5 and f.health_summary()["lanes_without_data"] == N_LANES
+
+
+# -- columnar batches and the Numba kernels (docs/performance.md) ---------------------------------------------
+def _fields(f):
+    arrays = {}
+    for part in (f.sensors, f.lanes, f.out):
+        for k, v in vars(part).items():
+            arrays[f"{type(part).__name__}.{k}"] = v
+    return arrays
+
+
+def test_columnar_batches_give_the_same_estimates_as_readings_bit_for_bit():
+    """The same synthetic run fed as readings, as columns by id and as index columns (in shuffled order,
+    with a dead detector left out), leaves every array of the model identical."""
+    net = small_net(one_phase=True)
+    fs = [Fusion(net) for _ in range(3)]
+    layout = m.detector_layout(net.det_ids)
+    rng = np.random.default_rng(3)
+    for t, batch, _truth in stream(240, drop=lambda det, t: det == "lintas_adv_L1" and t > 100):
+        for f in fs:
+            f.set_signal(0, 0 if (t % 60) >= 30 else -1)
+        fs[0].update(batch)
+        rs = [batch.readings[i] for i in rng.permutation(len(batch.readings))]
+        cols = {"count": [r.count for r in rs], "occupancy": [r.occupancy for r in rs],
+                "halting": [r.halting for r in rs]}
+        by_id = m.detector_batch("test", t, detectors=[r.detector for r in rs], **cols)
+        by_index = m.detector_batch("test", t, index=[net.det_index[r.detector] for r in rs], layout=layout, **cols)
+        fs[1].update(m.decode(m.encode(by_id)))
+        fs[2].update(m.decode(m.encode(by_index)))
+    a = _fields(fs[0])
+    for other in fs[1:]:
+        b = _fields(other)
+        for k, v in a.items():
+            assert np.array_equal(v, b[k], equal_nan=True) if isinstance(v, np.ndarray) else v == b[k], k
+    assert fs[0].readings > 1000 and fs[0].unknown == 0
+
+
+def test_index_batches_of_another_layout_and_unknown_ids_are_counted_not_used():
+    net = small_net()
+    f = Fusion(net)
+    f.update(m.detector_batch("x", 1.0, [3, 3], [0.5, 0.5], index=[0, 1], layout="0123456789abcdef"))
+    f.update(m.detector_batch("x", 2.0, [3, 3], [0.5, 0.5], detectors=["nope", net.det_ids[0]]))
+    f.update(m.detector_batch("x", 3.0, [3], [0.5], index=[99], layout=f.layout_digest))
+    assert f.readings == 5 and f.unknown == 4
+    assert f.sensors.count[0] == 3 and f.sensors.count[1:].sum() == 0
+
+
+def test_a_malformed_batch_is_refused_before_anything_changes():
+    net = small_net()
+    f = Fusion(net)
+    good = m.detector_batch("x", 1.0, [1, 2], [0.1, 0.2], index=[0, 1], layout=f.layout_digest)
+    short = msgspec_replace(good, occupancy=good.occupancy[:8])
+    both = msgspec_replace(good, readings=[m.DetectorReading("a", 1, 0.1)])
+    odd = msgspec_replace(good, count=good.count[:5])
+    for bad, what in ((short, "occupancy"), (both, "both"), (odd, "count")):
+        with pytest.raises(ValueError, match=what):
+            f.update(bad)
+    assert f.readings == 0 and f.sensors.batches == 0
+    assert [r.detector for r in m.batch_readings(good, net.det_ids)] == net.det_ids[:2]
+
+
+def msgspec_replace(s, **kw):
+    import msgspec
+
+    return msgspec.structs.replace(s, **kw)
+
+
+def test_consume_profile_kernel_equals_its_reference():
+    """The Numba kernel of the profile's consumption against the Python reference, on random profiles."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    from engine.fusion import model
+
+    fl = st.floats(0.0, 20.0, allow_nan=False, width=64)
+
+    @settings(max_examples=100, deadline=None)
+    @given(arrays(np.float64, (7, 5), elements=fl), arrays(np.float64, 7, elements=fl),
+           arrays(np.float64, 7, elements=fl))
+    def check(prof, q, prev):
+        a, b = _lanes_with(prof.copy()), _lanes_with(prof.copy())
+        model.consume_profile(a, q, prev)
+        model.consume_profile_reference(b, q, prev)
+        assert np.array_equal(a.prof_det, b.prof_det)
+
+    check()
+
+
+def _lanes_with(prof):
+    from engine.fusion.state import LaneState
+
+    z = np.zeros(prof.shape[0])
+    return LaneState(x=z, P=z, up=z, rate_est=z, sl_cover=z, adv_cover=z, sl_empty=z, adv_quiet=z, idle=z,
+                     cam_full=z, cam_prev=z, cam_prev_valid=z.astype(bool), last_cross=z, queue_since=z,
+                     prof_det=prof, blind_q=z, red_for=z, en_route=np.zeros((1, 1)), feed_rate=np.zeros(1),
+                     green_phase=np.zeros(1, np.int64))

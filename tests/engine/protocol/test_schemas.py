@@ -41,6 +41,7 @@ def test_one_schema_per_message_type_and_each_is_valid():
 
 SAMPLES = [
     m.DetectorBatch(source="sumo", time=3.0, readings=[m.DetectorReading("d1", 2, 0.25, 1)]),
+    m.detector_batch("sumo", 3.0, [2, 0], [0.25, 0.0], [1, 0], index=[0, 5], layout=m.detector_layout(["a"])),
     m.ControllerState(junction="J1", time=1765000000.0, phase=1, target=2, interval=m.Interval.YELLOW, since=2.0,
                       mode=m.Mode.ENGINE, signal="GgyYr", last_seq=41, accepted=41, refused=3),
     m.PhaseCommand(junction="J1", action=m.Action.ADVANCE, phase=2, seq=42, issued_at=1765000001.0),

@@ -18,34 +18,38 @@ SCRIPT = textwrap.dedent("""
     import sys
     from pathlib import Path
     from engine.network import DET_AREA, DET_STOPLINE
+    from engine.protocol import messages as m
     from simulation.sumo.field import SumoField
     from simulation.sumo.options import merge_additional
     from simulation.sumo.netcompile import compile_for_run
     from simulation.sumo.scenario import load_scenario
 
     class Field(SumoField):  # records, after every SUMO step, the vehicles SUMO has on each loop
-        def _count_arrivals(self):
-            super()._count_arrivals()
-            for d in loops:
-                seen[d].update(self.conn.inductionloop.getLastStepVehicleIDs(d))
+        def advance(self, until):
+            sim = self.conn.simulation
+            while sim.getTime() < until - 1e-6:
+                super().advance(sim.getTime() + self.step_length)  # one SUMO step
+                self.substeps += 1
+                for d in loops:
+                    seen[d].update(self.conn.inductionloop.getLastStepVehicleIDs(d))
+            return float(sim.getTime())
 
     scn = load_scenario(Path(sys.argv[1]))
     net, det_file = compile_for_run(scn, Path(sys.argv[2]))
     loops = [d for d, k in zip(net.det_ids, net.det_kind) if k != DET_AREA]
     seen = {d: set() for d in loops}
     field = Field(net)
+    field.substeps = 0
     args = ["-c", str(scn.sumocfg), "--no-step-log", "true", "--no-warnings", "true", "--end", "900",
             "--step-length", sys.argv[3]]
     field.start(merge_additional(args, [*scn.additional_files, det_file]))
     stopline = {d for d, k in zip(net.det_ids, net.det_kind) if k == DET_STOPLINE}
     counted = dict.fromkeys(loops, 0)
     standing = 0
-    steps = 0
     t = field.time()
     while t < 900:
         t = field.advance(t + 1.0)
-        steps += field._steps
-        for r in field.read(t).readings:
+        for r in m.batch_readings(field.read(t), net.det_ids):
             if r.detector in counted:
                 counted[r.detector] += r.count
                 if r.detector in stopline and r.occupancy >= 0.99 and r.count == 0:
@@ -54,7 +58,7 @@ SCRIPT = textwrap.dedent("""
     total_seen = sum(len(v) for v in seen.values())
     total_counted = sum(counted.values())
     wrong = sum(1 for d in loops if counted[d] != len(seen[d]))
-    print(total_seen, total_counted, wrong, standing, steps, t)
+    print(total_seen, total_counted, wrong, standing, field.substeps, t)
 """)
 
 
