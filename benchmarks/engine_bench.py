@@ -109,6 +109,9 @@ def bench_size(base, n_junctions: int, ticks: int, policies: tuple[str, ...], re
     net = tile(base, max(1, n_junctions // base.n_junctions))
     frames = _batches(net, ticks)
     fusion = Fusion(net)
+    fusion_ref = Fusion(net, reference=True)  # the same batches through fusion's NumPy reference
+    fuse_ref: list[float] = []
+    fusion_same = True
     pnet = policy_net(net)
     rng = np.random.default_rng(7)
     decode, fuse = [], []
@@ -130,6 +133,18 @@ def bench_size(base, n_junctions: int, ticks: int, policies: tuple[str, ...], re
             if k >= skip:
                 decode.append(t1 - t0)
                 fuse.append(t2 - t1)
+            if len(fuse_ref) < ref_ticks:
+                for name in ("plan_rem", "plan_next", "mov_flow", "plan_time"):  # what the policies wrote last tick
+                    getattr(fusion_ref.out, name)[:] = getattr(fusion.out, name)
+                t3 = time.perf_counter()
+                fusion_ref.take(cols.index, cols.count, cols.occupancy, cols.halting, layout=cols.layout)
+                fusion_ref.integrate(batch.time, batch.interval)
+                fusion_ref.observations(batch.time)
+                t4 = time.perf_counter()
+                if k >= skip:
+                    fuse_ref.append(t4 - t3)
+                fusion_same &= all(np.array_equal(a, b, equal_nan=True)
+                                   for a, b in zip(fusion.out.observations(), fusion_ref.out.observations()))
             state = _state(net, rng)
             for name in policies:
                 pol = get_policy(name)
@@ -155,7 +170,9 @@ def bench_size(base, n_junctions: int, ticks: int, policies: tuple[str, ...], re
     row = {
         "junctions": net.n_junctions, "lanes": net.n_lanes, "movements": net.n_movements, "phases": net.n_phases,
         "detectors": net.n_detectors, "ticks": len(decode),
-        "decode_ms": _median_ms(decode), "fusion_ms": _median_ms(fuse), "policies": {},
+        "decode_ms": _median_ms(decode), "fusion_ms": _median_ms(fuse), "fusion_reference_ms": _median_ms(fuse_ref),
+        "fusion_x_reference": round(statistics.median(fuse_ref) / statistics.median(fuse), 1),
+        "fusion_same_as_reference": fusion_same, "policies": {},
     }
     for name in policies:
         kk, rr = statistics.median(kern[name]), statistics.median(ref[name])
@@ -163,19 +180,23 @@ def bench_size(base, n_junctions: int, ticks: int, policies: tuple[str, ...], re
                                  "reference_ticks": len(ref[name]), "x_reference": round(rr / kk, 1),
                                  "same_targets": agree[name],
                                  "tick_ms": round(row["decode_ms"] + row["fusion_ms"] + 1000.0 * kk, 4)}
-    if old_form:  # the older per-reading form: decode and write into the fusion's arrays one reading at a time
+    if old_form:  # the older per-reading form: decode and write into the fusion's arrays (no model step)
         olds = _readings_batches(net, frames)
         f2 = Fusion(net)
-        dec_old = []
-        for k, frame in enumerate(olds):
-            t0 = time.perf_counter()
-            f2.update(m.decode(frame))
-            t1 = time.perf_counter()
-            if k >= skip:
-                dec_old.append(t1 - t0)
-        row["readings_form_decode_fusion_ms"] = _median_ms(dec_old)
-        row["columns_x_readings_form"] = round(statistics.median(dec_old) / (statistics.median(decode)
-                                                                            + statistics.median(fuse)), 1)
+        take_cols, take_old = [], []
+        for k, (frame, old) in enumerate(zip(frames, olds)):
+            for src, acc in ((frame, take_cols), (old, take_old)):
+                t0 = time.perf_counter()
+                b = m.decode(src)
+                c = m.batch_columns(b)
+                f2.take(c.index if c.index is not None else f2._indices(b.source, c.detectors), c.count, c.occupancy,
+                        c.halting, layout=c.layout if c.index is not None else None)
+                t1 = time.perf_counter()
+                if k >= skip:
+                    acc.append(t1 - t0)
+        row["columns_decode_take_ms"] = _median_ms(take_cols)
+        row["readings_form_decode_take_ms"] = _median_ms(take_old)
+        row["columns_x_readings_form"] = round(statistics.median(take_old) / statistics.median(take_cols), 1)
     lay = fusion.layout
     fusion_bytes = _nbytes(fusion.sensors, fusion.lanes, fusion.out) + sum(
         getattr(lay, f.name).nbytes for f in fields(lay) if isinstance(getattr(lay, f.name), np.ndarray))
@@ -205,6 +226,7 @@ def run(sizes=SIZES, ticks: int = 30, policies: tuple[str, ...] | None = None, q
     for r in rows:
         for name, p in r["policies"].items():
             ratios[f"{name} kernel x reference @{r['junctions']}"] = p["x_reference"]
+        ratios[f"fusion kernels x fusion reference @{r['junctions']}"] = r["fusion_x_reference"]
         if "columns_x_readings_form" in r:
             ratios[f"columnar batch x per-reading batch @{r['junctions']}"] = r["columns_x_readings_form"]
     doc = {"benchmark": "engine", "machine": machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -223,18 +245,20 @@ def print_table(doc: dict) -> None:
 
     con = Console(width=140)
     t = Table(title="engine tick, ms (median over ticks; one core; shared machine: noisy)")
-    for c in ("junctions", "detectors", "decode", "fusion", "policy", "kernel", "reference", "x ref",
-              "same", "decode+fusion+policy", "per-reading form"):
+    for c in ("junctions", "detectors", "decode", "fusion", "fusion ref", "policy", "kernel", "reference", "x ref",
+              "same", "decode+fusion+policy", "decode: per-reading vs columns"):
         t.add_column(c, justify="right")
     for r in doc["rows"]:
         first = True
         for name, p in r["policies"].items():
             t.add_row(str(r["junctions"]) if first else "", str(r["detectors"]) if first else "",
-                      f"{r['decode_ms']:.3f}" if first else "", f"{r['fusion_ms']:.3f}" if first else "", name,
+                      f"{r['decode_ms']:.3f}" if first else "", f"{r['fusion_ms']:.3f}" if first else "",
+                      (f"{r['fusion_reference_ms']:.3f}" + ("" if r["fusion_same_as_reference"] else " DIFFERS"))
+                      if first else "", name,
                       f"{p['kernel_ms']:.3f}", f"{p['reference_ms']:.3f}", f"{p['x_reference']:.1f}",
                       "yes" if p["same_targets"] else "NO", f"{p['tick_ms']:.3f}",
-                      f"{r['readings_form_decode_fusion_ms']:.2f}" if first and "readings_form_decode_fusion_ms" in r
-                      else "")
+                      f"{r['readings_form_decode_take_ms']:.2f} vs {r['columns_decode_take_ms']:.2f}"
+                      if first and "readings_form_decode_take_ms" in r else "")
             first = False
     con.print(t)
     m = Table(title="memory per junction, bytes")

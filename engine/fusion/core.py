@@ -23,9 +23,10 @@ class Fusion:
     ``layout`` is static (compiled from the network once); ``sensors`` (per detector), ``lanes`` (the
     per-lane model) and ``out`` (what the policies read) are the state the tick updates."""
 
-    def __init__(self, network: Network, cfg: FusionConfig | None = None) -> None:
+    def __init__(self, network: Network, cfg: FusionConfig | None = None, *, reference: bool = False) -> None:
         self.net = network
         self.cfg = cfg or FusionConfig()
+        self.reference = reference  # every step in NumPy/Python, no Numba kernel (the reference the kernels equal)
         self.layout = FusionLayout.compile(network, self.cfg)
         self.sensors = SensorState.initial(network.n_detectors)
         self.lanes = LaneState.initial(self.layout)
@@ -114,19 +115,20 @@ class Fusion:
     # -- the model, once per batch ---------------------------------------------------------------
     def _integrate(self, t: float, dt: float) -> None:
         lay, cfg, lanes, out = self.layout, self.cfg, self.lanes, self.out
-        assess_health(lay, cfg, self.sensors, lanes, t)
+        assess_health(lay, cfg, self.sensors, lanes, t, reference=self.reference)
         r = model.read_sensors(lay, self.sensors, lanes)
         model.update_timers(lanes, r, dt)
         model.update_rate(cfg, lanes, r, dt)
-        dep = model.departures(lay, cfg, lanes, r, t, dt)
-        upstream.track_en_route(lay, cfg, lanes, dep.outflow, dep.gp, dt)
+        ref = self.reference
+        dep = model.departures(lay, cfg, lanes, r, t, dt, reference=ref)
+        upstream.track_en_route(lay, cfg, lanes, dep.outflow, dep.gp, dep.green_mov, dt)
         model.predict(cfg, lanes, r, dep.outflow, dt)
         model.correct(lay, cfg, lanes, r)
-        model.shift_profile(lay, lanes, r)
+        (model.shift_profile_reference if ref else model.shift_profile)(lay, lanes, r)
         en_route = lanes.prof_det.sum(axis=1)
         q_loop = model.loop_queue(lay, cfg, lanes, r, dep.no_dep, en_route, dt)
         q = np.where(r.cam_ok, model.camera_queue(lay, lanes, r, dt), q_loop)
-        model.consume_profile(lanes, q, out.queue)
+        (model.consume_profile_reference if ref else model.consume_profile)(lanes, q, out.queue)
         q, borrowed = model.borrow_from_group(lay, r, q)
         known = r.any_ok | borrowed
         q = model.sensorless_queue(lay, cfg, lanes, r, dep, q, borrowed, dt)
@@ -134,10 +136,10 @@ class Fusion:
         if borrowed.any():
             model.lend_group_flow(lay, lanes, out, r.any_ok, borrowed)
         model.wait_and_space(lay, lanes, out, r.any_ok, dep.left, q, t)
-        model.predicted_profile(lay, lanes, out, r, q, en_route, known)
+        model.predicted_profile(lay, lanes, out, r, q, en_route, known, reference=ref)
         if borrowed.any():
             model.lend_group_profile(lay, out, r.any_ok, borrowed)
-        upstream.add_feed(lay, out)
+        (upstream.add_feed_reference if ref else upstream.add_feed)(lay, out)
         lanes.t = t
 
     # -- state read from outside (tests, tools) -----------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.fusion.config import DEAD, HEALTH_NAMES, NO_DATA, OK, STALE, STUCK, FusionConfig
+from engine.fusion.kernels import assess_kernel, label_kernel
 from engine.fusion.layout import FusionLayout
 from engine.fusion.state import LaneState, SensorState
 from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE
@@ -12,9 +13,21 @@ from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE
 KINDS = (DET_STOPLINE, DET_ADVANCE, DET_AREA)
 
 
-def assess_health(layout: FusionLayout, cfg: FusionConfig, sensors: SensorState, lanes: LaneState, t: float) -> None:
+def assess_health(layout: FusionLayout, cfg: FusionConfig, sensors: SensorState, lanes: LaneState, t: float,
+                  reference: bool = False) -> None:
     """Stale, dead (silent, or blind to what the lane's other sensors see), stuck (a frozen reading), no-data
-    (never reported) or ok."""
+    (never reported) or ok. Numba kernels (``kernels.assess_kernel``, ``label_kernel``); ``reference``: the
+    NumPy steps below, which the kernels equal bit for bit."""
+    if not reference:
+        s = sensors
+        if s.count.shape[0] == 0:
+            return
+        s.start = min(s.start, t)
+        assess_kernel(float(t), s.count, s.occ, s.halt, s.fresh, s.last_seen, s.first_seen, s.last_change, s.prev,
+                      s.other_events, s.events_since_change, layout.det_lane, layout.det_kind_i, layout.is_loop,
+                      layout.cam, lanes.cam_prev, lanes.cam_prev_valid, layout.n_lanes)
+        label_health(layout, cfg, s, t, s.start)
+        return
     n_d = sensors.count.shape[0]
     if n_d == 0:
         return
@@ -32,14 +45,21 @@ def assess_health(layout: FusionLayout, cfg: FusionConfig, sensors: SensorState,
     covered = layout.is_loop & fresh & (s.occ >= 0.5)
     s.other_events = np.where(self_saw, 0.0, np.where(covered, s.other_events, s.other_events + others))
     s.events_since_change = np.where(changed, 0.0, s.events_since_change + others)
-    label_health(layout, cfg, s, t, s.start)
+    label_health(layout, cfg, s, t, s.start, reference=True)
 
 
-def label_health(layout: FusionLayout, cfg: FusionConfig, sensors: SensorState, t: float, start: float) -> None:
+def label_health(layout: FusionLayout, cfg: FusionConfig, sensors: SensorState, t: float, start: float,
+                 reference: bool = False) -> None:
     """Each detector's health at time ``t`` from its timers and counters (which this does not change): after
     every batch, and on an engine tick that brought no batch (``Fusion.idle``), so that a silent feed ages.
     A detector that never reported is no-data until ``no_data_after`` s after ``start`` (the first batch)."""
     c, s = cfg, sensors
+    if not reference:
+        s.health = label_kernel(float(t), float(start), s.count, s.occ, s.halt, s.last_seen, s.first_seen,
+                                s.last_change, s.other_events, s.events_since_change, layout.storage, c.stale_after,
+                                c.dead_after, c.no_data_after, c.stuck_after, c.stuck_alone_after, c.dead_events,
+                                OK, STALE, STUCK, DEAD, NO_DATA)
+        return
     n_d = s.count.shape[0]
     h = np.zeros(n_d, dtype=np.int8)
     age = t - s.last_seen

@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from engine.fusion.config import FusionConfig
+from engine.fusion.kernels import green_sets_kernel
 from engine.network import DET_ADVANCE, DET_AREA, DET_STOPLINE, Network
 
 
@@ -67,13 +68,15 @@ class FusionLayout:
     # -- per detector [n_detectors]
     det_lane: np.ndarray  # int64: the detector's lane
     det_kind: np.ndarray  # the detector's kind (DET_STOPLINE, DET_ADVANCE, DET_AREA)
+    det_kind_i: np.ndarray  # int64: the same (what the kernels index with)
     kind_sel: tuple[np.ndarray, np.ndarray, np.ndarray]  # bool per kind (indexed by DET_*): det_kind == kind
     is_loop: np.ndarray  # bool: stop-line or advance loop
     storage: np.ndarray  # veh: vehicles stored upstream of the detector's lane's range (legitimately unseen)
-    # -- per green phase [n_phases, ...]
-    phase_lanes: np.ndarray  # bool [n_phases, n_lanes]: lanes the phase serves
-    phase_prot: np.ndarray  # bool [n_phases, n_lanes]: lanes the phase serves protected ('G', not yielding 'g')
-    phase_movs: np.ndarray  # bool [n_phases, n_mov]: movements green in the phase
+    # -- per green phase, CSR (ph_ptr[p]:ph_ptr[p+1] are phase p's entries: one per movement green in it)
+    ph_ptr: np.ndarray  # int64 [n_phases + 1]
+    ph_mov: np.ndarray  # int64 [nnz]: the movement green in the phase
+    ph_lane: np.ndarray  # int64 [nnz]: its incoming lane (the phase serves it)
+    ph_prot: np.ndarray  # bool [nnz]: served protected ('G', not yielding 'g')
     # -- per movement [n_mov]
     mov_in: np.ndarray  # int64: incoming lane
     mov_out: np.ndarray  # int64: downstream controlled lane, or -1
@@ -119,7 +122,7 @@ class FusionLayout:
         det_lane = np.array(network.det_lane, dtype=np.int64)
         det_kind = np.array(network.det_kind)
         sec_cap = np.maximum(adv_pos / c.jam_spacing, 1.0)
-        served, phase_lanes, phase_movs, phase_prot = _phases(network)
+        served, ph_ptr, ph_mov, ph_lane, ph_prot = _phases(network)
         # movement groups: lanes of the same approach (edge) served by the same phases
         edges = [(lid.rsplit("_", 1)[0], tuple(sorted(served.get(i, ())))) for i, lid in enumerate(network.lane_ids)]
         eidx = {e: i for i, e in enumerate(dict.fromkeys(edges))}
@@ -142,13 +145,13 @@ class FusionLayout:
             adv_bin=np.ceil(adv_eta).astype(np.int64), det_bin=det_bin, det_nbins=np.clip(det_bin, 1, c.horizon),
             edge=np.asarray([eidx[e] for e in edges], dtype=np.int64), n_edges=len(eidx), app=app,
             app_lanes=np.bincount(app, minlength=len(aidx)).astype(np.float64),
-            ever_prot=phase_prot.any(axis=0), bins=np.arange(c.horizon)[None, :],
-            det_lane=det_lane, det_kind=det_kind,
+            ever_prot=np.bincount(ph_lane[ph_prot], minlength=n_l) > 0, bins=np.arange(c.horizon)[None, :],
+            det_lane=det_lane, det_kind=det_kind, det_kind_i=det_kind.astype(np.int64),
             kind_sel=(det_kind == DET_STOPLINE, det_kind == DET_ADVANCE, det_kind == DET_AREA),
             is_loop=np.isin(det_kind, (DET_STOPLINE, DET_ADVANCE)),
             # vehicles a sensor may legitimately miss while the others count them: those stored upstream of it
             storage=(det_range / c.jam_spacing)[det_lane] if n_d else np.zeros(0),
-            phase_lanes=phase_lanes, phase_prot=phase_prot, phase_movs=phase_movs,
+            ph_ptr=ph_ptr, ph_mov=ph_mov, ph_lane=ph_lane, ph_prot=ph_prot,
             mov_in=np.array(network.mov_in_lane, dtype=np.int64), mov_out=mov_out,
             mov_j=np.array(network.mov_junction, dtype=np.int64),
             mov_app=np.where(mov_out >= 0, app[o] if n_l else 0, -1), mov_eta=mov_eta,
@@ -157,30 +160,47 @@ class FusionLayout:
         )
 
 
-def _phases(network: Network) -> tuple[dict[int, set[int]], np.ndarray, np.ndarray, np.ndarray]:
-    """The green phases serving each lane; per phase, the lanes it serves, its movements, and the lanes it
-    serves protected ('G', not yielding 'g': where the queue model of a lane without sensors drains; a lane
-    that no phase protects drains on any green)."""
-    n_l, n_mov = network.n_lanes, network.n_movements
-    served: dict[int, set[int]] = {}
-    ptr = np.asarray(network.phase_mov_ptr)
+def _phases(network: Network) -> tuple[dict[int, set[int]], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The green phases serving each lane; per phase (CSR, one entry per movement green in it) the movement,
+    its incoming lane, and whether the phase serves it protected ('G', not yielding 'g': where the queue model
+    of a lane without sensors drains; a lane that no phase protects drains on any green). Sparse: a city of
+    10,000 junctions has 20,000 phases and 80,000 lanes (a dense phase x lane table would take 1.6 GB)."""
+    ptr = np.asarray(network.phase_mov_ptr, dtype=np.int64)
+    idx = np.asarray(network.phase_mov_idx, dtype=np.int64)
+    mov_in = np.asarray(network.mov_in_lane, dtype=np.int64)
     n_p = len(ptr) - 1
-    for p in range(n_p):
-        for k in range(int(ptr[p]), int(ptr[p + 1])):
-            served.setdefault(int(network.mov_in_lane[int(network.phase_mov_idx[k])]), set()).add(p)
-    phase_lanes = np.zeros((n_p, n_l), dtype=np.bool_)
-    for lane_i, ps in served.items():
-        phase_lanes[list(ps), lane_i] = True
-    phase_movs = np.zeros((n_p, n_mov), dtype=np.bool_)
-    phase_prot = np.zeros((n_p, n_l), dtype=np.bool_)
+    ph_lane = mov_in[idx] if idx.size else np.zeros(0, dtype=np.int64)
+    ph_prot = np.zeros(idx.shape[0], dtype=np.bool_)
+    served: dict[int, set[int]] = {}
     jptr = np.asarray(network.jn_phase_ptr)
     for p in range(n_p):
-        movs = np.asarray(network.phase_mov_idx[int(ptr[p]):int(ptr[p + 1])], dtype=np.int64)
-        phase_movs[p, movs] = True
-        for mv in movs:
+        for k in range(int(ptr[p]), int(ptr[p + 1])):
+            mv = int(idx[k])
+            served.setdefault(int(mov_in[mv]), set()).add(p)
             j = int(network.mov_junction[mv])
             if j < len(network.junctions):
                 state = network.junctions[j].green_states[p - int(jptr[j])]
-                if state[int(network.mov_link[mv])] == "G":
-                    phase_prot[p, int(network.mov_in_lane[mv])] = True
-    return served, phase_lanes, phase_movs, phase_prot
+                ph_prot[k] = state[int(network.mov_link[mv])] == "G"
+    return served, ptr, idx, ph_lane, ph_prot
+
+
+def green_sets(layout: FusionLayout, gp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lanes the green phases ``gp`` serve, those they serve protected, and their green movements (the
+    Numba kernel; :func:`green_sets_reference` builds the dense phase tables and takes ``any``)."""
+    return green_sets_kernel(gp.astype(np.int64), layout.ph_ptr, layout.ph_mov, layout.ph_lane, layout.ph_prot,
+                             layout.n_lanes, layout.mov_in.shape[0])
+
+
+def green_sets_reference(layout: FusionLayout, gp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`green_sets` with NumPy: dense [n_phases, n_lanes] / [n_phases, n_mov] tables (small nets only)."""
+    n_p, n_l, n_mov = layout.ph_ptr.shape[0] - 1, layout.n_lanes, layout.mov_in.shape[0]
+    rows = np.repeat(np.arange(n_p), np.diff(layout.ph_ptr))
+    lanes = np.zeros((n_p, n_l), dtype=np.bool_)
+    prot = np.zeros((n_p, n_l), dtype=np.bool_)
+    movs = np.zeros((n_p, n_mov), dtype=np.bool_)
+    lanes[rows, layout.ph_lane] = True
+    prot[rows[layout.ph_prot], layout.ph_lane[layout.ph_prot]] = True
+    movs[rows, layout.ph_mov] = True
+    if not gp.size:
+        return np.zeros(n_l, dtype=np.bool_), np.zeros(n_l, dtype=np.bool_), np.zeros(n_mov, dtype=np.bool_)
+    return lanes[gp].any(axis=0), prot[gp].any(axis=0), movs[gp].any(axis=0)

@@ -10,8 +10,8 @@ import numpy as np
 
 from engine.fusion.config import NEVER, FusionConfig
 from engine.fusion.health import usable
-from engine.fusion.kernels import consume_profile_kernel
-from engine.fusion.layout import FusionLayout
+from engine.fusion.kernels import consume_profile_kernel, shift_profile_kernel, spread_profile_kernel
+from engine.fusion.layout import FusionLayout, green_sets, green_sets_reference
 from engine.fusion.state import FusionOutputs, LaneState, SensorState
 
 
@@ -37,6 +37,8 @@ class Departures(NamedTuple):
 
     gp: np.ndarray  # int64: the green phases shown now
     green: np.ndarray  # bool [n_lanes]: the lane shows green
+    prot: np.ndarray  # bool [n_lanes]: ... protected ('G')
+    green_mov: np.ndarray  # bool [n_mov]: the movement shows green
     no_dep: np.ndarray  # bool [n_lanes]: no departure sensor (stop-line loop and camera both unusable)
     outflow: np.ndarray  # veh [n_lanes]: left the lane (measured, or modelled on green)
     left: np.ndarray  # bool [n_lanes]: a vehicle left the lane (it discharges: gap and wait restart)
@@ -81,12 +83,12 @@ def update_rate(cfg: FusionConfig, lanes: LaneState, r: Readings, dt: float) -> 
 
 
 def departures(layout: FusionLayout, cfg: FusionConfig, lanes: LaneState, r: Readings, t: float,
-               dt: float) -> Departures:
+               dt: float, reference: bool = False) -> Departures:
     """Departures: stop-line count, else camera departures, else one per sat_headway on green; crossings."""
     # a departure or an advance-loop crossing restarts the gap (docs/fusion.md, 'The per-lane model', steps 1, 5)
     no_dep = ~r.sl_ok & ~r.cam_ok
     gp = lanes.green_phase[lanes.green_phase >= 0]
-    green = layout.phase_lanes[gp].any(axis=0) if gp.size else np.zeros(layout.n_lanes, dtype=np.bool_)
+    green, prot, green_mov = (green_sets_reference if reference else green_sets)(layout, gp)
     modelled = np.where(no_dep & green, np.minimum(lanes.x, dt / cfg.sat_headway), 0.0)
     outflow = np.where(r.sl_ok, r.sl_n, np.where(r.cam_ok, r.cam_dn, modelled))
     # on green, vehicles moving in the camera zone mean the lane discharges: its count can hold steady while
@@ -95,7 +97,7 @@ def departures(layout: FusionLayout, cfg: FusionConfig, lanes: LaneState, r: Rea
     left = ((r.sl_n > 0) | (~r.sl_ok & ((r.cam_dn > 0) | (r.cam_ok & green & (r.cam_n - r.cam_h > 0))))
             | (modelled > 0))
     lanes.last_cross[left | (r.adv_n > 0)] = t
-    return Departures(gp, green, no_dep, outflow, left)
+    return Departures(gp, green, prot, green_mov, no_dep, outflow, left)
 
 
 def predict(cfg: FusionConfig, lanes: LaneState, r: Readings, outflow: np.ndarray, dt: float) -> None:
@@ -126,7 +128,13 @@ def correct(layout: FusionLayout, cfg: FusionConfig, lanes: LaneState, r: Readin
 
 
 def shift_profile(layout: FusionLayout, lanes: LaneState, r: Readings) -> None:
-    """Arrival profile: shift one bin; add this tick's advance-loop crossings at their free-flow ETA."""
+    """Arrival profile: shift one bin; add this tick's advance-loop crossings at their free-flow ETA (the Numba
+    kernel; :func:`shift_profile_reference` is the same rule in NumPy)."""
+    shift_profile_kernel(lanes.prof_det, r.adv_ok, r.adv_n, layout.adv_k)
+
+
+def shift_profile_reference(layout: FusionLayout, lanes: LaneState, r: Readings) -> None:
+    """:func:`shift_profile` in NumPy (the reference its kernel is tested against)."""
     pd = lanes.prof_det
     pd[:, :-1] = pd[:, 1:]
     pd[:, -1] = 0.0
@@ -222,8 +230,7 @@ def sensorless_queue(layout: FusionLayout, cfg: FusionConfig, lanes: LaneState, 
         sensed = np.bincount(layout.app, weights=np.where(any_ok, lanes.rate_est, 0.0), minlength=n_app)
         n_blind = np.bincount(layout.app, weights=no_sensor.astype(np.float64), minlength=n_app)
         lam = (np.maximum(lanes.feed_rate - sensed, 0.0) / np.maximum(n_blind, 1.0))[layout.app]
-        prot = layout.phase_prot[dep.gp].any(axis=0)
-        drains = dep.green & (prot | ~layout.ever_prot)
+        drains = dep.green & (dep.prot | ~layout.ever_prot)
         fed = no_sensor & (lanes.feed_rate * c.rate_tau >= 1.0)[layout.app]  # only a fed approach has a feed
         bq = np.maximum(lanes.blind_q - np.where(drains, dt / c.sat_headway, 0.0), 0.0) + lam * dt
         lanes.blind_q = np.where(fed, np.minimum(bq, layout.capacity), 0.0)
@@ -269,20 +276,24 @@ def wait_and_space(layout: FusionLayout, lanes: LaneState, out: FusionOutputs, a
 
 
 def predicted_profile(layout: FusionLayout, lanes: LaneState, out: FusionOutputs, r: Readings, q: np.ndarray,
-                      en_route: np.ndarray, known: np.ndarray) -> None:
-    """Profile: detected arrivals plus the moving vehicles not yet placed, spread over the detection range."""
+                      en_route: np.ndarray, known: np.ndarray, reference: bool = False) -> None:
+    """Profile: detected arrivals plus the moving vehicles not yet placed, spread over the detection range (the
+    [n_lanes, H] part as a Numba kernel; ``reference``: in NumPy)."""
     # only a camera sees moving vehicles: without one, vehicles - queue - en route is the loop count's drift,
     # and spread as arrivals it made phantom platoons (docs/fusion.md, 'The per-lane model', step 6)
     moving = np.maximum(out.vehicles - q - en_route, 0.0) * r.cam_ok
     prof = out.profile
-    prof[:] = lanes.prof_det
     n_bins = layout.det_nbins
     hi = layout.det_bin
     lo = np.where(r.adv_ok, layout.adv_bin, 0)
     blind = known & ~r.cam_ok & (hi > lo) & ~(lanes.adv_cover > 0)
     if blind.any():  # a lane whose camera is gone: the upstream departures predicted in the camera's range
         moving = np.where(blind, _camera_band(layout, lanes, hi, lo), moving)
-    prof += (layout.bins < n_bins[:, None]) * (moving / n_bins)[:, None]
+    if reference:
+        prof[:] = lanes.prof_det
+        prof += (layout.bins < n_bins[:, None]) * (moving / n_bins)[:, None]
+    else:
+        spread_profile_kernel(prof, lanes.prof_det, moving / n_bins, n_bins)
 
 
 def _camera_band(layout: FusionLayout, lanes: LaneState, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.fusion.config import FusionConfig
+from engine.fusion.kernels import add_feed_kernel
 from engine.fusion.layout import FusionLayout
 from engine.fusion.state import FusionOutputs, LaneState
 from engine.network import Network
@@ -15,7 +16,7 @@ from engine.protocol import messages as m
 
 
 def track_en_route(layout: FusionLayout, cfg: FusionConfig, lanes: LaneState, outflow: np.ndarray, gp: np.ndarray,
-                   dt: float) -> None:
+                   green_mov: np.ndarray, dt: float) -> None:
     """Shift the vehicles en route one second closer; add this tick's departures from every lane (measured,
     or modelled on green), shared equally among the lane's movements green now, at the free-flow travel time
     to the stop line of the approach each movement leads to; smooth the feed of each approach."""
@@ -24,7 +25,7 @@ def track_en_route(layout: FusionLayout, cfg: FusionConfig, lanes: LaneState, ou
     er[:, -1] = 0.0
     feed = np.zeros(er.shape[0])
     if layout.mov_out.shape[0] and gp.size:
-        green = layout.phase_movs[gp].any(axis=0) & (layout.mov_out >= 0)
+        green = green_mov & (layout.mov_out >= 0)
         n_green = np.bincount(layout.mov_in[green], minlength=layout.n_lanes)
         dep = np.where(green, outflow[layout.mov_in] / np.maximum(n_green[layout.mov_in], 1), 0.0)
         sel = dep > 0.0
@@ -39,7 +40,13 @@ def track_en_route(layout: FusionLayout, cfg: FusionConfig, lanes: LaneState, ou
 def add_feed(layout: FusionLayout, out: FusionOutputs) -> None:
     """Upstream plans: a movement flowing at f veh/s for the next rem seconds into lane o reaches o's stop
     line tau = length/speed later; only arrivals beyond the detection range are added to the profile (those
-    inside it are already measured)."""
+    inside it are already measured). The Numba kernel; :func:`add_feed_reference` is the same in Python."""
+    add_feed_kernel(out.profile, out.mov_flow, layout.mov_out, layout.mov_j, out.plan_rem, layout.lane_len,
+                    layout.speed, layout.det_eta)
+
+
+def add_feed_reference(layout: FusionLayout, out: FusionOutputs) -> None:
+    """:func:`add_feed` in plain Python (the reference its kernel is tested against)."""
     prof = out.profile
     H = prof.shape[1]
     mov_out = layout.mov_out
