@@ -145,6 +145,9 @@ class Engine:
                     self.sub.stats.drop("malformed-batch")
             elif isinstance(msg, m.ClockTick):
                 self._ticks.append(msg)
+            elif isinstance(msg, m.PlanBatch):
+                for plan in msg.plans:
+                    self.fusion.on_plan(plan)
             elif isinstance(msg, m.Plan):
                 self.fusion.on_plan(msg)
         while self._ticks:
@@ -275,9 +278,10 @@ class Engine:
         obs = self.fusion.observations(t)
         self.target.fill(-1)
         self.policy.kernel(float(t), self.pnet, state, obs, self.params, self.rng, self.target)
-        if self.policy.publishes_plans:  # neighbour coordination: every junction's plan on the bus
-            for plan in self.fusion.plans(t, state):
-                self.pub.publish(m.TOPIC_PLAN, plan)
+        if self.policy.publishes_plans:  # neighbour coordination: every junction's plan on the bus, one frame
+            plans = self.fusion.plans(t, state)
+            if plans:
+                self.pub.publish(m.TOPIC_PLAN, m.PlanBatch(source="engine", time=t, plans=plans))
         self._send(t)
         self._watch_feed(t)
         self.ticks_done += 1

@@ -78,6 +78,9 @@ class Realtime:
                 self._on_batch(msg)
             elif isinstance(msg, m.ControllerState):
                 self.eta.signals.on_state(msg)
+            elif isinstance(msg, m.PlanBatch):  # what the engine publishes: every junction's plan in one frame
+                for plan in msg.plans:
+                    self.eta.signals.on_plan(plan)
             elif isinstance(msg, m.Plan):
                 self.eta.signals.on_plan(msg)
 

@@ -257,6 +257,15 @@ class Plan(_Msg, tag="plan"):
     flows: list[float] = []
 
 
+class PlanBatch(_Msg, tag="plans"):
+    """Every plan one engine made at one tick, as one frame on topic ``plan`` (the engine publishes this, not one
+    :class:`Plan` per junction: one message per hop). A reader takes each of ``plans`` as it would a ``Plan``."""
+
+    source: str = ""
+    time: float = 0.0
+    plans: list[Plan] = []
+
+
 class VehiclePosition(msgspec.Struct, frozen=True):
     """One transit vehicle (a bus) as its tracker sees it at the batch's ``time``.
 
@@ -297,7 +306,7 @@ class VehicleBatch(_Msg, tag="vehicles"):
 
 
 Message = (DetectorBatch | ControllerState | PhaseCommand | Heartbeat | ClockTick | Fault | Refusal | Plan | FaultReset
-           | ResetRequest | ResetReply | VehicleBatch)
+           | ResetRequest | ResetReply | VehicleBatch | PlanBatch)
 MESSAGE_TYPES: tuple[type, ...] = (
     DetectorBatch,
     ControllerState,
@@ -311,6 +320,7 @@ MESSAGE_TYPES: tuple[type, ...] = (
     ResetRequest,
     ResetReply,
     VehicleBatch,
+    PlanBatch,
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -50,6 +50,7 @@ SAMPLES = [
     m.Fault(source="engine", time=1.0, kind=m.FaultKind.CLOCK_SKEW, detail="J1: clock 6.0 s behind"),
     m.Refusal(junction="J1", time=2.0, seq=9, reason="stale"),
     m.Plan(junction="J1", time=1.0, phase=0, green_end=9.0, next_phase=1, lanes=["a_0"], flows=[0.5]),
+    m.PlanBatch(source="engine", time=1.0, plans=[m.Plan(junction="J1", time=1.0, lanes=["a_0"], flows=[0.5])]),
     m.FaultReset(junction="J1", seq=43, issued_at=1.0, operator="budi"),
     m.ResetRequest(junction="J1", operator="budi"),
     m.ResetReply(junction="J1", result=m.ResetResult.NOT_FAULTED, detail="no fault"),
