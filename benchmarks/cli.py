@@ -16,7 +16,55 @@ from engine.protocol.service import CommandError
 from simulation.experiments.catalog import DEMO
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Benchmarks (figures and ratios measured side by side; JSON under benchmarks/results/).")
+                  help="Benchmarks (figures and ratios measured side by side; JSON under benchmarks/results/). "
+                       "lintas bench --quick runs every quick bench and fails (exit 1) when a ratio falls below its "
+                       "floor or the bus drops a message.")
+
+
+@app.callback(invoke_without_command=True)
+def bench(
+    ctx: typer.Context,
+    quick: Annotated[bool, typer.Option("--quick", help="Every quick bench (small sizes, seconds each): Numba "
+                                                        "kernels against their references, the bus's drops, and "
+                                                        "the engine and loop ratios where those benches exist; "
+                                                        "exit 1 when a ratio measured in this run falls below its "
+                                                        "floor or a message is dropped. Absolute times are "
+                                                        "printed, never gated")] = False,
+    only: Annotated[list[str] | None, typer.Option("--only", help="With --quick: only this bench (kernels, bus, "
+                                                                  "engine, loop); repeat")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="With --quick: write the rows here")] = None,
+) -> None:
+    if ctx.invoked_subcommand is not None:
+        if quick:
+            raise CommandError("--quick runs the quick benches by itself: give no subcommand with it")
+        return
+    if not quick:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+    import json
+    import time
+
+    from benchmarks import quick as quick_mod
+    from benchmarks.runs import code_version, machine
+
+    names = [n for n, _t in quick_mod.QUICK]
+    for n in only or ():
+        if n not in names:
+            raise CommandError(f"--only: unknown quick bench '{n}' (choose from: {', '.join(names)})")
+    t0 = time.perf_counter()
+    rows, ok = quick_mod.run(only, say=typer.echo)
+    took = time.perf_counter() - t0
+    failed = [r for r in rows if not r["passed"]]
+    typer.echo(f"bench --quick: {len(rows) - len(failed)} of {len(rows)} gates passed in {took:.0f} s"
+               f"{'' if ok else ': FAILED ' + '; '.join(r['name'] for r in failed)}")
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps({"benchmark": "quick", "rows": rows, "passed": ok, "seconds": round(took, 1),
+                                         "machine": machine(), "code": code_version(),
+                                         "time": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
+        typer.echo(f"wrote {json_file}")
+    if not ok:
+        raise typer.Exit(1)
 
 JOBS = max(1, min(2, os.cpu_count() or 1))
 
@@ -88,6 +136,37 @@ def bench_engine(
                            quick=quick)
     engine_bench.print_table(doc)
     typer.echo(f"wrote {engine_bench.RESULTS / ('engine-quick.json' if quick else 'engine.json')}")
+
+
+@app.command("bus", help="Latency from a detector reading published to the engine's word received at each "
+             "controller (forwarder, engine tick, ROUTER/DEALER), N controllers over 2-4 processes on tcp loopback "
+             "with CURVE, at 1 tick a second and at 10 a second: p50/p99/max, messages per second, messages "
+             "dropped. Example: lintas bench bus --controllers 1000 --procs 2")
+def bench_bus(
+    controllers: Annotated[int, typer.Option(min=1, help="Junctions (one controller each)")] = 1000,
+    procs: Annotated[int, typer.Option(min=1, max=4, help="Processes the controllers are spread over (1-4)")] = 2,
+    ticks: Annotated[int, typer.Option(min=1, help="Measured ticks at 1 tick per second")] = 30,
+    ticks_10x: Annotated[int, typer.Option("--ticks-10x", min=0, help="Measured ticks at 10 ticks per second "
+                                                                      "(0: none)")] = 100,
+    policy: Annotated[str, typer.Option("--policy", "-p")] = "maxpressure",
+    json_file: Annotated[Path, typer.Option("--json")] = Path("benchmarks/results/bus.json"),
+) -> None:
+    from benchmarks import bus_bench
+    from engine.policies import POLICIES
+
+    if policy not in POLICIES:
+        raise CommandError(f"--policy: unknown engine policy '{policy}' (choose from: {', '.join(POLICIES)})")
+    if procs > controllers:
+        raise CommandError(f"--procs {procs}: more processes than --controllers ({controllers})")
+    loads = [bus_bench.Load("1x", 1.0, ticks)] + ([bus_bench.Load("10x", 0.1, ticks_10x)] if ticks_10x else [])
+    try:
+        doc = bus_bench.run(controllers, procs, tuple(loads), policy=policy, say=lambda s: typer.echo(s, err=True))
+    except RuntimeError as exc:
+        typer.echo(f"lintas: error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for line in bus_bench.table_lines(doc):
+        typer.echo(line)
+    typer.echo(f"wrote {bus_bench.write(doc, json_file)}")
 
 
 @app.command("quality", help="Control quality: map x policy (mean ± std over seeds, change against "
