@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from engine.protocol.service import CommandError
+from simulation.cli import ExecutorOpt, SchedulerOpt, check_cluster
 from simulation.experiments.catalog import DEMO
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -185,16 +186,20 @@ def bench_quality(
     failure_seeds: Annotated[int | None, typer.Option(min=0, help="Seeds per sensor failure "
                                                                   "(default: --seeds)")] = None,
     resume: Annotated[bool, typer.Option(help="Reuse the finished runs kept under OUT/work/runs.json")] = False,
+    executor: ExecutorOpt = "local",
+    scheduler: SchedulerOpt = None,
 ) -> None:
     from benchmarks import quality
 
+    check_cluster(executor, scheduler, connect=False)
     maps = map_ or quality.default_maps()
     policies = policy or quality.POLICIES
     for scenario_path in maps:
         _check(scenario_path, policies)
+    check_cluster(executor, scheduler)
     try:
         doc = quality.run(maps, seeds, out, policies=policies, failures=failures, jobs=jobs, other_seeds=other_seeds,
-                          failure_seeds=failure_seeds, resume=resume)
+                          failure_seeds=failure_seeds, resume=resume, executor=executor, scheduler=scheduler)
     except KeyboardInterrupt:
         typer.echo(f"lintas: interrupted; finished runs are kept in {out / 'work' / 'runs.json'} (use --resume)",
                    err=True)
@@ -202,6 +207,7 @@ def bench_quality(
     md, js = quality.write(doc, out)
     typer.echo(md.read_text())
     typer.echo(f"wrote {md} and {js}")
+    _failed(doc.get("failed") or [])
 
 
 @app.command("zoo", help="The training zoo (grids, spiders, random nets, an arterial, isolated junctions, "
@@ -221,11 +227,14 @@ def bench_zoo(
     resume: Annotated[bool, typer.Option(help="Reuse the finished runs kept under OUT/work/zoo-runs.json")] = False,
     end: Annotated[float | None, typer.Option(help="Stop every run at this simulation time (s; a quick look: "
                                                    "the zoo's runs end at 1500)")] = None,
+    executor: ExecutorOpt = "local",
+    scheduler: SchedulerOpt = None,
 ) -> None:
     from benchmarks import zoo
     from simulation.experiments.policies import ALL_POLICIES
     from simulation.proofs.training import FAMILIES, LEVELS, ZooError
 
+    check_cluster(executor, scheduler, connect=False)
     policies = policy or list(zoo.POLICIES)
     for p in policies:
         if p not in ALL_POLICIES:
@@ -241,9 +250,11 @@ def bench_zoo(
             raise CommandError(f"--level: unknown level '{lv}' (choose from: {', '.join(LEVELS)})")
     if end is not None and end <= 0:
         raise CommandError(f"--end {end:g}: the zoo's runs begin at 0 s; give a simulation time after it")
+    check_cluster(executor, scheduler)
     try:
         doc = zoo.run(out, seeds=seeds, families=family, levels=level, policies=policies, jobs=jobs, resume=resume,
-                      end=end, quiet=False, say=lambda msg: typer.echo(msg, err=True))
+                      end=end, quiet=False, say=lambda msg: typer.echo(msg, err=True), executor=executor,
+                      scheduler=scheduler)
     except KeyboardInterrupt:
         typer.echo(f"lintas: interrupted; finished runs are kept in {out / 'work' / 'zoo-runs.json'} (use --resume)",
                    err=True)
@@ -253,6 +264,7 @@ def bench_zoo(
     md, js = zoo.write(doc, out)
     typer.echo(md.read_text())
     typer.echo(f"wrote {md} and {js}")
+    _failed(doc.get("failed") or [])
 
 
 @app.command("eta", help="ETA accuracy against SUMO's ground truth on the demo city's bus lines over the simulated "
@@ -283,3 +295,12 @@ def bench_eta(
         raise CommandError(str(exc)) from None
     eta.print_table(doc, echo=typer.echo)
     typer.echo(f"wrote {out / 'eta.json'}")
+
+
+def _failed(failed: list[str]) -> None:
+    """A run that failed (here or on a cluster's worker) is said, one line each, and the command exits 1."""
+    for line in failed:
+        typer.echo(f"lintas: {line}", err=True)
+    if failed:
+        typer.echo(f"lintas: {len(failed)} run{'s' if len(failed) != 1 else ''} failed; the tables lack them", err=True)
+        raise typer.Exit(1)

@@ -40,10 +40,11 @@ def _cache_key(name: str, label: str, policy: str, seed: int) -> str:
 
 def run(maps: list[Path], seeds: int, out: Path, *, policies=POLICIES, failures: bool = True, jobs: int = 2,
         flagship: str = "adaptive", other_seeds: int | None = None, failure_seeds: int | None = None,
-        resume: bool = False) -> dict:
+        resume: bool = False, executor: str = "local", scheduler: str | None = None) -> dict:
     """Every map x policy over ``seeds`` seeds (``other_seeds`` for Lintas' simple policies fixed, actuated
     and maxpressure), the flagship under each sensor failure over ``failure_seeds``. Finished runs are
-    kept in ``out/work/runs.json`` after each group; ``resume`` reuses them (same code assumed)."""
+    kept in ``out/work/runs.json`` after each group; ``resume`` reuses them (same code assumed). ``executor``
+    ``"dask"`` runs them on the Dask cluster at ``scheduler``. A run that failed is listed in ``doc["failed"]``."""
     other_seeds = seeds if other_seeds is None else other_seeds
     failure_seeds = seeds if failure_seeds is None else failure_seeds
     cache = RunCache(out / "work" / "runs.json", resume=resume)
@@ -52,7 +53,10 @@ def run(maps: list[Path], seeds: int, out: Path, *, policies=POLICIES, failures:
         keys = [_cache_key(name, label, policy, s) for s in range(1, n + 1)]
         if not all(k in cache for k in keys):
             work = (out / "work" / (name if label == "all" else f"{name}-{label[:8]}")).resolve()
-            got, interrupted = simulate_runs(mp, [policy], n, out_dir=work, jobs=jobs, quiet=True, **kw)
+            got, interrupted = simulate_runs(mp, [policy], n, out_dir=work, jobs=jobs, quiet=True,
+                                             executor=executor, scheduler=scheduler,
+                                             on_error=lambda msg: doc["failed"].append(f"{name} ({label}): {msg}"),
+                                             **kw)
             if interrupted:
                 raise KeyboardInterrupt
             for r in got:
@@ -62,7 +66,7 @@ def run(maps: list[Path], seeds: int, out: Path, *, policies=POLICIES, failures:
 
     doc: dict = {"benchmark": "quality", "seeds": seeds, "other_seeds": other_seeds, "failure_seeds": failure_seeds,
                  "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                 "machine": machine(), "maps": {}, "failures": {}, "extra": {}}
+                 "machine": machine(), "maps": {}, "failures": {}, "extra": {}, "failed": []}
     simple = {"fixed", "actuated", "maxpressure"}
     for mp in maps:
         name = load_scenario(mp).name

@@ -53,7 +53,8 @@ def _names(families: Iterable[str] | None, levels: Iterable[str] | None) -> tupl
 
 def run(out: Path, *, seeds: int = 5, families: Iterable[str] | None = None, levels: Iterable[str] | None = None,
         policies: Sequence[str] = POLICIES, jobs: int = 2, resume: bool = False, end: float | None = None,
-        quiet: bool = True, say: Callable[[str], None] | None = None) -> dict:
+        quiet: bool = True, say: Callable[[str], None] | None = None, executor: str = "local",
+        scheduler: str | None = None) -> dict:
     """Every family x level x seed (1..``seeds``) with ``policies`` and the two SUMO baselines. ``end`` stops
     every run at that simulation time (a quick look; the zoo's runs end at 1500 s). Returns the document
     :func:`write` writes (the runs per scenario, the runs that failed, the summary and the targets)."""
@@ -87,7 +88,8 @@ def run(out: Path, *, seeds: int = 5, families: Iterable[str] | None = None, lev
             f, lv, _p = meta[id(sp)]
             failed.append(f"{f}-{lv} (seed {seed}): {msg}")
 
-        _recs, interrupted = run_specs(specs, jobs=jobs, quiet=quiet, on_error=error, on_done=done,
+        _recs, interrupted = run_specs(specs, jobs=jobs, quiet=quiet, on_error=error, on_done=done, executor=executor,
+                                       scheduler=scheduler,
                                        label=lambda sp: f"{sp.scenario.parent.name} {sp.policy}/seed{sp.seed}")
         if interrupted:
             raise KeyboardInterrupt

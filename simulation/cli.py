@@ -177,6 +177,23 @@ def _journaled(scn, compiled, policies: list[str], seeds: int, work: Path, reque
 
 
 PolicyOpt = Annotated[list[str], typer.Option("--policy", "-p", help="Policy to run; repeat for several.")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="local: a pool of fresh processes here (--jobs); dask: "
+                                                             "the Dask cluster at --scheduler, each run in a fresh "
+                                                             "process on a worker (scenario and work folder on a "
+                                                             "shared filesystem; docs/deployment.md)")]
+SchedulerOpt = Annotated[str | None, typer.Option("--scheduler", help="With --executor dask: the scheduler's "
+                                                                      "address, tcp://HOST:8786")]
+
+
+def check_cluster(executor: str, scheduler: str | None, *, connect: bool = True) -> None:
+    """``--executor``/``--scheduler`` checked, and (``connect``) the scheduler reached, before any run (one line,
+    exit 2)."""
+    from simulation.experiments.cluster import ClusterError, check_executor, check_scheduler
+
+    try:
+        (check_executor if connect else check_scheduler)(executor, scheduler)
+    except ClusterError as exc:
+        raise CommandError(str(exc)) from None
 
 
 @app.command(help="Run SUMO closed-loop comparisons. Example: lintas simulate ../shared/scenarios/resco/cologne1 "
@@ -216,12 +233,18 @@ def simulate(
                                                           "(policy, seed) pairs it lacks (the same request "
                                                           "only; --seeds may grow)")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    executor: ExecutorOpt = "local",
+    scheduler: SchedulerOpt = None,
 ) -> None:
     from simulation.experiments.batch import RequestError, detector_notes, parse_params, simulate_runs
     from simulation.experiments.journal import request_identity
     from simulation.sumo.tools import sumo_version
 
+    check_cluster(executor, scheduler, connect=False)  # the options first: a typo costs nothing
+    if executor == "dask" and (gui or traci):
+        raise CommandError("--gui and --traci watch a run on this machine: run them with --executor local")
     scn, compiled = _check(scenario, policy, transport, controllers, local_plan, dead, end, sumo_arg, gui=gui)
+    check_cluster(executor, scheduler)
     try:
         params = parse_params(param, policy)
     except RequestError as exc:
@@ -241,6 +264,7 @@ def simulate(
             controllers=controllers, jobs=1 if (gui or traci) else jobs, traci=traci or gui, gui=gui, quiet=quiet,
             params=params, fail_detectors=fail_detectors, dead=dead, local_plan=plan,
             save_tls_states=save_tls_states, on_error=_err, on_done=on_done, skip=skip, stop=stop,
+            executor=executor, scheduler=scheduler,
         )
 
     code = _kept_runs(scn, compiled, policy, seeds, work, work_option, request, resume, json_file, report, run,

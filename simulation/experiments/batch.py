@@ -253,10 +253,12 @@ def simulate_runs(
     on_done=None,
     skip: Collection[tuple[str, int]] = (),
     stop: StopSignals | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
 ) -> tuple[list[dict], bool]:
     """Run every policy x seed but the (policy, seed) pairs in ``skip``; returns (the runs that finished here,
     interrupted). ``on_error(message)`` hears of each run that failed (the others go on), ``on_done(record)`` of
-    each that finished, as it finishes; ``stop``: see :func:`run_specs`."""
+    each that finished, as it finishes; ``stop``, ``executor`` and ``scheduler``: see :func:`run_specs`."""
     specs = [
         RunSpec(scenario, p, s, out_dir, transport=transport, controllers=controllers, sumo_args=list(sumo_args or []),
                 end=end, use_traci=traci, gui=gui, params=params_for(p, params), fail_detectors=fail_detectors,
@@ -265,7 +267,7 @@ def simulate_runs(
         for s in range(1, seeds + 1)
         if (p, s) not in skip
     ]
-    done, interrupted = run_specs(specs, jobs=jobs, quiet=quiet, stop=stop,
+    done, interrupted = run_specs(specs, jobs=jobs, quiet=quiet, stop=stop, executor=executor, scheduler=scheduler,
                                   on_error=None if on_error is None else (lambda _spec, msg: on_error(msg)),
                                   on_done=None if on_done is None else (lambda _spec, rec: on_done(rec)))
     return [r for r in done if r is not None], interrupted
@@ -308,7 +310,8 @@ def _kill_workers(pool: ProcessPoolExecutor) -> None:
 
 
 def run_specs(specs: list[RunSpec], *, jobs: int = 2, quiet: bool = False, label=None, on_error=None,
-              on_done=None, stop: StopSignals | None = None) -> tuple[list[dict | None], bool]:
+              on_done=None, stop: StopSignals | None = None, executor: str = "local",
+              scheduler: str | None = None) -> tuple[list[dict | None], bool]:
     """Run every spec, each in a fresh process, ``jobs`` at a time, with a progress bar (unless ``quiet``);
     returns (the records in the order of ``specs``, ``None`` for a run that failed or never ran; interrupted).
     ``label(spec)`` names a run on its progress bar (default ``policy/seedN``); ``on_error(spec, message)``
@@ -316,13 +319,23 @@ def run_specs(specs: list[RunSpec], *, jobs: int = 2, quiet: bool = False, label
     finishes (an exception it raises ends the batch, after the workers). SIGINT or SIGTERM stops the batch:
     what has finished is kept (a run that finishes in the moment the stop is seen too), the rest is killed.
     ``stop``: the caller's :class:`StopSignals`, when the caller must stay uninterruptible after this returns
-    (to write what was kept); without it, signals are handled so only while this runs."""
+    (to write what was kept); without it, signals are handled so only while this runs.
+    ``executor="dask"``: the runs go to the Dask scheduler at ``scheduler`` instead, each in a fresh process on a
+    worker (:mod:`simulation.experiments.cluster`); ``jobs`` is then the cluster's business."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     label = label or (lambda sp: f"{sp.policy}/seed{sp.seed}")
     records: list[dict | None] = [None] * len(specs)
     if not specs:
         return records, False
+    if executor == "dask":
+        from simulation.experiments.cluster import run_on_cluster
+
+        with contextlib.ExitStack() as stack:
+            if stop is None:
+                stop = stack.enter_context(StopSignals())
+            return run_on_cluster(specs, scheduler or "", label=label, on_error=on_error, on_done=on_done, stop=stop,
+                                  quiet=quiet)
     with contextlib.ExitStack() as stack:
         if stop is None:
             stop = stack.enter_context(StopSignals())

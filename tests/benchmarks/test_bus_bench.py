@@ -9,11 +9,11 @@ import json
 
 import numpy as np
 import pytest
+from clirun import lintas
 
 from benchmarks import bus_bench, quick
 from engine.fusion import Fusion
 from engine.policies import IntervalCode, get_policy, make_state, policy_net, seed_rng
-from tests.clirun import lintas
 
 
 @pytest.fixture(scope="module")

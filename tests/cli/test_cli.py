@@ -79,7 +79,7 @@ def test_each_summary_is_the_first_sentence_of_the_commands_own_help():
 
 def test_bench_is_a_group_of_its_own():
     group = cli.load("bench")
-    assert set(group.commands) >= {"engine", "eta", "loop", "quality", "zoo"}
+    assert set(group.commands) >= {"bus", "engine", "eta", "loop", "quality", "zoo"}
     assert isinstance(typer.main.get_command(cli.app), cli.LazyGroup)
 
 
