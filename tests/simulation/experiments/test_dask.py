@@ -34,7 +34,7 @@ def _journal(work):
 
 def test_a_sweep_runs_on_the_cluster_and_resumes_from_the_same_journal(tmp_path, scheduler):
     work, out = tmp_path / "w", tmp_path / "runs.json"
-    args = ("simulate", str(DEMO), "-p", "maxpressure", "--end", "150", "--executor", "dask", "--scheduler", scheduler,
+    args = ("simulate", str(DEMO), "-p", "maxpressure", "--end", "60", "--executor", "dask", "--scheduler", scheduler,
             "--work-dir", str(work), "--json", str(out), "-q")
     r = lintas(*args, "--seeds", "1")
     assert r.returncode == 0, r.stderr[-3000:]
