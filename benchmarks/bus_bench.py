@@ -7,7 +7,8 @@ the engine is :class:`engine.loop.Engine` served by :func:`engine.protocol.servi
 engine`` runs); the controllers are :class:`controllers.controller.Controller` objects, N of them spread over
 2-4 processes (a roadside cabinet runs one; a bench host runs hundreds), each pumping only the controllers
 whose sockets are ready. This process plays the field: every tick it publishes one detector batch holding a
-reading of every detector of the city (full detector traffic), then the tick (``ClockTick``, the bus clock, as
+reading of every detector of the city (full detector traffic, as columns indexed into the network's detector
+table, the form the SUMO field sends), then the tick (``ClockTick``, the bus clock, as
 the simulation runner does; nobody waits for anybody: no lockstep).
 
 The city is the demo city's compiled network (real phase, movement and detector counts: 12 junctions, 19
@@ -308,16 +309,14 @@ def _controllers_proc(specs: list, ep: dict, keys: str, t0: float, n_ticks: int,
         ctx.destroy(linger=0)
 
 
-def _readings(det_ids: list[str], rng: np.random.Generator, t: float):
+def _readings(det_ids: list[str], rng: np.random.Generator, t: float, layout: str):
+    """Every detector's reading for the interval ending at ``t``, as the SUMO field sends them: one batch of
+    columns indexed into the network's detector table (``layout`` names it)."""
     from engine.protocol import messages as m
 
     n = len(det_ids)
-    counts = rng.poisson(0.4, n)
-    occ = np.round(rng.random(n) * 0.3, 3)
-    halt = rng.poisson(0.8, n)
-    return m.DetectorBatch(source="field", time=t, interval=1.0, readings=[
-        m.DetectorReading(detector=d, count=int(c), occupancy=float(o), halting=int(h))
-        for d, c, o, h in zip(det_ids, counts.tolist(), occ.tolist(), halt.tolist(), strict=True)])
+    return m.detector_batch("field", t, rng.poisson(0.4, n), np.round(rng.random(n) * 0.3, 3), rng.poisson(0.8, n),
+                            index=np.arange(n, dtype=np.int32), layout=layout)
 
 
 # -- the run ------------------------------------------------------------------------------------------------
@@ -397,13 +396,14 @@ def run(junctions: int = 1000, procs: int = 2, loads: tuple[Load, ...] | None = 
             say(f"started: forwarder, engine and {net.n_junctions} controllers in {procs} processes, CURVE on "
                 f"({start_s:.1f} s)")
             rng = np.random.default_rng(1)
+            layout = m.detector_layout(net.det_ids)
             pub_batch = np.full(n_ticks, np.nan)
             pub_tick = np.full(n_ticks, np.nan)
             sent = 0
             nxt = time.monotonic()
             for k, (_name, period) in enumerate(schedule):
                 t = t0 + k
-                batch = _readings(net.det_ids, rng, t)
+                batch = _readings(net.det_ids, rng, t, layout)
                 now = time.monotonic()
                 if now < nxt:
                     time.sleep(nxt - now)

@@ -25,14 +25,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 @app.callback(invoke_without_command=True)
 def bench(
     ctx: typer.Context,
-    quick: Annotated[bool, typer.Option("--quick", help="Every quick bench (small sizes, seconds each): Numba "
-                                                        "kernels against their references, the bus's drops, and "
-                                                        "the engine and loop ratios where those benches exist; "
-                                                        "exit 1 when a ratio measured in this run falls below its "
-                                                        "floor or a message is dropped. Absolute times are "
-                                                        "printed, never gated")] = False,
-    only: Annotated[list[str] | None, typer.Option("--only", help="With --quick: only this bench (kernels, bus, "
-                                                                  "engine, loop); repeat")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Every quick bench (small sizes, seconds each): bench "
+                                                        "engine --quick (Numba kernels against their references), "
+                                                        "bench loop --quick (the closed loop against SUMO alone) and "
+                                                        "a small bench bus; exit 1 when a ratio measured in this run "
+                                                        "falls below its floor or the bus drops a message. Absolute "
+                                                        "times are printed, never gated")] = False,
+    only: Annotated[list[str] | None, typer.Option("--only", help="With --quick: only this bench (engine, loop, "
+                                                                  "bus); repeat")] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="With --quick: write the rows here")] = None,
 ) -> None:
     if ctx.invoked_subcommand is not None:

@@ -5,8 +5,6 @@ Speed is never asserted here."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from clirun import lintas
@@ -121,13 +119,17 @@ def test_the_gate_fails_on_a_low_ratio_a_drop_or_a_bench_that_did_not_run(monkey
     assert quick.run(say=said.append) == ([], True) and "not in this checkout" in said[0]
 
 
-def test_bench_quick_gates_the_kernels_from_the_command_line(tmp_path):
-    out = tmp_path / "quick.json"
-    res = lintas("bench", "--quick", "--only", "kernels", "--json", str(out), timeout=300)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "PASSED  adaptive kernel vs NumPy reference" in res.stdout and "[not gated]" in res.stdout
-    doc = json.loads(out.read_text())
-    assert doc["passed"] and {r["name"].split()[0] for r in doc["rows"]} >= {"adaptive", "maxpressure"}
-    bad = lintas("bench", "--quick", "--only", "vision")
-    assert bad.returncode == 2 and "--only: unknown quick bench 'vision'" in bad.stderr
+def test_the_engine_and_loop_ratios_get_their_floors():
+    doc = {"ratios": {"adaptive kernel x reference @100": 230.0, "maxpressure kernel x reference @100": 4.0,
+                      "closed loop adaptive (inproc) x SUMO alone @bunda_kota": 0.3, "something new @100": 0.01}}
+    rows = {r["name"]: r for r in quick.ratio_rows("engine", doc)}
+    assert [rows[n]["floor"] for n in doc["ratios"]] == [20.0, 5.0, 0.15, None]
+    assert [quick._passed(rows[n]) for n in doc["ratios"]] == [True, False, True, True]
+    assert "no floor: not gated" in quick.line({**rows["something new @100"], "passed": True})
+    empty = quick.ratio_rows("loop", {"ratios": {}})
+    assert len(empty) == 1 and not quick._passed(empty[0])  # a bench that measured nothing fails the gate
 
+
+def test_bench_quick_names_an_unknown_bench():
+    bad = lintas("bench", "--quick", "--only", "vision")
+    assert bad.returncode == 2 and "--only: unknown quick bench 'vision' (choose from: engine, loop, bus)" in bad.stderr
