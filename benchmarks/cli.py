@@ -304,3 +304,34 @@ def _failed(failed: list[str]) -> None:
     if failed:
         typer.echo(f"lintas: {len(failed)} run{'s' if len(failed) != 1 else ''} failed; the tables lack them", err=True)
         raise typer.Exit(1)
+
+
+@app.command("api", help="Requests per second and latency (p50/p99/max) of GET /stops/{id}/arrivals on one uvicorn "
+             "worker (lintas api), from a load generator in another process on loopback; target 2,000 req/s with "
+             "p99 <= 20 ms. Writes benchmarks/results/api_load.json. Example: lintas bench api --rate 2000 --rate 0")
+def bench_api(
+    gtfs: Annotated[Path, typer.Option("--gtfs", help="Static GTFS feed served")] = Path("scenarios/bunda_kota/gtfs"),
+    rate: Annotated[list[float] | None, typer.Option("--rate", help="Offered requests per second (open loop); 0: "
+                                                                    "closed loop, as fast as answered; repeat "
+                                                                    "(default: 2000 and 0)")] = None,
+    connections: Annotated[int, typer.Option(min=1, max=1000, help="Keep-alive connections")] = 32,
+    duration: Annotated[float, typer.Option(min=0.1, help="Seconds measured per rate")] = 10.0,
+    warmup: Annotated[float, typer.Option(min=0.0, help="Seconds of load before measuring")] = 2.0,
+    at: Annotated[str, typer.Option(help="The time the arrivals are asked from")] = "2026-03-02T07:20:00",
+    out: Annotated[Path, typer.Option(help="Folder of api_load.json")] = Path("benchmarks/results"),
+) -> None:
+    from benchmarks import api_load
+    from transit_api.gtfs import GtfsError
+
+    rates = rate if rate is not None else [api_load.TARGET_RPS, 0.0]
+    if any(r < 0 for r in rates):
+        raise CommandError("--rate: requests per second must be 0 (closed loop) or more")
+    try:
+        api_load.run(gtfs, rates=rates, connections=connections, duration=duration, warmup=warmup, at=at, out=out,
+                     say=typer.echo)
+    except GtfsError as exc:
+        raise CommandError(f"--gtfs {exc}") from None
+    except RuntimeError as exc:
+        typer.echo(f"lintas: error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {out / 'api_load.json'}")

@@ -235,20 +235,41 @@ def simulate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     executor: ExecutorOpt = "local",
     scheduler: SchedulerOpt = None,
+    incident: Annotated[list[str], typer.Option("--incident", help="LANE_OR_EDGE@T:DURATION: a vehicle stops in "
+                                                "the lane at simulation time T for DURATION s (or 10m); repeat. "
+                                                "Seen by lintas api's incident detection")] = [],  # noqa: B006
+    bus_tap: Annotated[str | None, typer.Option("--bus-tap", help="also publish the run's detector batches and "
+                                                "controller states to this bus (a lintas bus forwarder's "
+                                                "--bus-in), for lintas api --bus-out; one run only")] = None,
 ) -> None:
     from simulation.experiments.batch import RequestError, detector_notes, parse_params, simulate_runs
     from simulation.experiments.journal import request_identity
+    from simulation.sumo.incident import parse_incident
     from simulation.sumo.tools import sumo_version
 
     check_cluster(executor, scheduler, connect=False)  # the options first: a typo costs nothing
     if executor == "dask" and (gui or traci):
         raise CommandError("--gui and --traci watch a run on this machine: run them with --executor local")
+    try:
+        incidents = [parse_incident(x) for x in incident]
+    except ValueError as exc:
+        raise CommandError(f"--incident {exc}") from None
     scn, compiled = _check(scenario, policy, transport, controllers, local_plan, dead, end, sumo_arg, gui=gui)
     check_cluster(executor, scheduler)
     try:
         params = parse_params(param, policy)
     except RequestError as exc:
         raise CommandError(str(exc)) from None
+    if incidents:
+        from simulation.sumo.lanegraph import read_net
+
+        sumo_net = read_net(scn.net_file)
+        for x in incidents:
+            if not (sumo_net.hasEdge(x.target) or any(x.target in (ln.getID() for ln in e.getLanes())
+                                                       for e in sumo_net.getEdges())):
+                raise CommandError(f"--incident {x}: no lane or edge '{x.target}' in {scn.net_file}")
+    if bus_tap is not None and len(policy) * seeds > 1:
+        raise CommandError(f"--bus-tap: one run only ({len(policy) * seeds} asked): the runs would mix on one bus")
     work, work_option = ((work_dir, "--work-dir") if work_dir is not None else (report, "--report")
                          if report is not None else (Path("lintas-runs"), "--work-dir"))
     _check_outputs(work, work_option, json_file=json_file, report=report)
@@ -257,6 +278,8 @@ def simulate(
                                end=end, traci=traci, gui=gui, params=params, fail_detectors=fail_detectors,
                                dead=dead, local_plan=plan, save_tls_states=save_tls_states,
                                sumo_version=sumo_version())
+    if incidents:
+        request["incidents"] = [str(x) for x in incidents]
 
     def run(skip, on_done, stop):
         return simulate_runs(
@@ -265,6 +288,7 @@ def simulate(
             params=params, fail_detectors=fail_detectors, dead=dead, local_plan=plan,
             save_tls_states=save_tls_states, on_error=_err, on_done=on_done, skip=skip, stop=stop,
             executor=executor, scheduler=scheduler,
+            incidents=incidents, bus_tap=bus_tap,
         )
 
     code = _kept_runs(scn, compiled, policy, seeds, work, work_option, request, resume, json_file, report, run,

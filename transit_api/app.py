@@ -347,10 +347,12 @@ Writer = Annotated[TokenEntry, Depends(_writer)]
 
 
 def create_app(feed: Feed, *, store: IncidentStore | None = None, config: ApiConfig | None = None,
-               realtime: Realtime | None = None) -> FastAPI:
+               realtime: Realtime | None = None, traffic: Any = None) -> FastAPI:
     """The API over one loaded feed; incidents in ``store`` (None: /incidents answers 503); tokens, rate limits
     and CORS origins from ``config`` (None: no writes, no CORS); vehicles and predictions from ``realtime``
-    (None: arrivals from the schedule, /vehicles and the GTFS-Realtime trip and vehicle feeds answer 503)."""
+    (None: arrivals from the schedule, /vehicles and the GTFS-Realtime trip and vehicle feeds answer 503); traffic
+    information from ``traffic`` (a :class:`transit_api.traffic.TrafficService`, started by the caller; None:
+    /traffic answers 503)."""
     from transit_api.gtfs import format_time
 
     config = config or ApiConfig()
@@ -559,6 +561,12 @@ def create_app(feed: Feed, *, store: IncidentStore | None = None, config: ApiCon
         metrics.writes.labels("updated").inc()
         log.info("incident %d changed to version %d by %r", incident_id, changed.version, who.name)
         return out(changed, datetime.now(feed.timezone))
+
+    # --- traffic information (transit_api/traffic_api.py: /traffic/segments, /traffic/signs)
+    from transit_api.traffic_api import traffic_router
+
+    app.include_router(traffic_router(traffic, store, feed.timezone))
+    # --- end of traffic information
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
     def prometheus() -> Response:

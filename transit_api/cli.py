@@ -45,6 +45,17 @@ def api(
                                        "its feed, buses and predictions")] = False,
     speed: Annotated[float, typer.Option(min=0.01, help="--demo: simulated seconds per wall second")] = 1.0,
     seed: Annotated[int, typer.Option(help="--demo: the simulation's seed")] = 1,
+    # --- traffic information and detected incidents (issue 18, sections 4-5; docs/transit.md)
+    network: Annotated[Path | None, typer.Option("--network", help="traffic: the compiled network (network.json of "
+                                                 "lintas compile) whose detectors --bus-out carries (--demo: the "
+                                                 "demo city's, compiled by its simulation)")] = None,
+    net: Annotated[Path | None, typer.Option("--net", help="traffic: the SUMO net file, for road names and segment "
+                                             "lengths (without it: edge ids; --demo: the demo city's)")] = None,
+    detect: Annotated[bool, typer.Option("--detect/--no-detect", help="traffic: write the incidents detected from "
+                                         "the detectors to --db (source detector)")] = True,
+    incident: Annotated[list[str], typer.Option("--incident", help="--demo: LANE_OR_EDGE@T:DURATION, a vehicle "
+                                                "stopped in the lane at simulation second T (e.g. "
+                                                "A0_A1.L_0@60:10m); repeat")] = [],  # noqa: B006
 ) -> None:
     """Serve the transit API (stops, routes, next arrivals from a static GTFS feed) on uvicorn. With a source of
     vehicles (--bus-out, --vehicle-positions or --demo) arrivals are predictions (source: prediction) and
@@ -52,6 +63,9 @@ def api(
     token of --config; see docs/transit.md.
 
     Example: lintas api --demo --speed 5, then curl http://127.0.0.1:8000/stops/K1E_3/arrivals
+
+    Traffic and detected incidents: lintas api --demo --speed 10 --db out/inc.db --incident A0_A1.L_0@60:10m, then
+    curl http://127.0.0.1:8000/traffic/signs
 
     Example: lintas api --gtfs scenarios/bunda_kota/gtfs --port 8000, then
     curl 'http://127.0.0.1:8000/stops/K1E_2/arrivals?at=2026-03-02T07:20:00'
@@ -103,15 +117,45 @@ def api(
 
     from transit_api.app import create_app
 
-    live, sim = _realtime(feed, bus_out, vehicle_positions, poll, history, sim_zero, demo, speed, seed, port)
+    if incident and not demo:
+        raise CommandError("--incident injects into the demo's simulation: it needs --demo (or use lintas simulate "
+                           "--incident)")
+    if network is not None and not demo and bus_out is None:
+        raise CommandError("--network: traffic information needs --bus-out ENDPOINT (the bus carrying its "
+                           "detectors) or --demo")
+    if net is not None and network is None and not demo:
+        raise CommandError("--net is for traffic information, which needs --network FILE and --bus-out ENDPOINT")
+    network_out = None
+    if demo and network is None:
+        import tempfile
+
+        network_out = Path(tempfile.mkdtemp(prefix="lintas-api-demo-")) / "network.json"
+    live, sim, bus_out, origin = _realtime(feed, bus_out, vehicle_positions, poll, history, sim_zero, demo, speed,
+                                           seed, port, network_out=network_out, incidents=incident)
+    try:
+        traffic = _traffic(network or network_out, net, bus_out, origin, detect, store, sim)
+    except BaseException:
+        if sim is not None:
+            from transit_api.demo import stop_simulation
+
+            stop_simulation(sim)
+        raise
     incidents = f"incidents in {db}" if store else "no incidents (no --db)"
+    if traffic is not None:
+        incidents += (f"; traffic from {bus_out}: {len(traffic.layout.segments)} segments, "
+                      f"{int(traffic.layout.watched.sum())} watched lanes, detection "
+                      f"{'on' if traffic.detector is not None else 'off (no --db)' if store is None else 'off'}")
     typer.echo(f"lintas api: {len(feed.stops)} stops, {len(feed.routes)} routes, {len(feed.trips)} trips from "
                f"{gtfs} ({feed.timezone.key}); {incidents}; {len(cfg.tokens)} write token(s); CORS origins: "
                f"{', '.join(cfg.cors_origins) or 'none'}; serving on http://{host}:{port} (docs at /docs)", err=True)
     try:
-        uvicorn.run(create_app(feed, store=store, config=cfg, realtime=live), host=host, port=port,
+        if traffic is not None:
+            traffic.start()
+        uvicorn.run(create_app(feed, store=store, config=cfg, realtime=live, traffic=traffic), host=host, port=port,
                     log_level="warning")
     finally:
+        if traffic is not None:
+            traffic.stop()
         if sim is not None:
             from transit_api.demo import stop_simulation
 
@@ -122,10 +166,12 @@ def api(
             store.close()
 
 
-def _realtime(feed, bus_out, vehicle_positions, poll, history, sim_zero, demo, speed, seed, port):
-    """The live state and its source (a bus, a GTFS-Realtime feed, or the demo's simulation: its process)."""
+def _realtime(feed, bus_out, vehicle_positions, poll, history, sim_zero, demo, speed, seed, port, network_out=None,
+              incidents=()):
+    """The live state and its source (a bus, a GTFS-Realtime feed, or the demo's simulation: its process), the bus
+    endpoint heard, and the datetime of the bus clock's 0 (None: Unix time)."""
     if not (bus_out or vehicle_positions or demo):
-        return None, None
+        return None, None, bus_out, None
     from datetime import datetime
 
     from transit_api.realtime import Realtime
@@ -148,7 +194,7 @@ def _realtime(feed, bus_out, vehicle_positions, poll, history, sim_zero, demo, s
         clock, simulated = demo_clock(feed), True
         bus_out = f"tcp://127.0.0.1:{_free_tcp_port()}"
         log = Path(tempfile.gettempdir()) / f"lintas-api-demo-{port}.log"
-        sim = start_simulation(bus_out, speed, seed=seed, log=log)
+        sim = start_simulation(bus_out, speed, seed=seed, log=log, network_out=network_out, incidents=incidents)
         typer.echo(f"lintas api --demo: simulating Bunda Kota at {speed:g}x (pid {sim.pid}, log {log}), buses on "
                    f"{bus_out}; the API's clock is the simulation's (07:00 at its start)", err=True)
     try:
@@ -159,4 +205,37 @@ def _realtime(feed, bus_out, vehicle_positions, poll, history, sim_zero, demo, s
         live.subscribe(bus_out)
     else:
         live.poll_gtfs_rt(vehicle_positions, every=poll)
-    return live, sim
+    return live, sim, bus_out, (clock.origin if simulated else None)
+
+
+def _traffic(network: Path | None, net: Path | None, bus_out: str | None, origin, detect: bool, store, sim):
+    """The traffic service (None without --network and a bus): the layout of --network and --net, the bus clock's
+    0. With --demo (``sim``) the network is the one its simulation compiles, waited for, and the net the demo's."""
+    if network is None or bus_out is None:
+        return None
+    from engine.network import NetworkError
+    from transit_api.detect import IncidentDetector
+    from transit_api.traffic import NetError, RoadLayout, TrafficService
+
+    if sim is not None:
+        import time
+
+        from transit_api.demo import DEMO_NET
+
+        net = net or DEMO_NET
+        deadline = time.monotonic() + 120
+        while not network.exists():  # the simulation writes it before its first step
+            if sim.poll() is not None:
+                raise CommandError(f"--demo: the simulation ended (exit {sim.returncode}) before it compiled the "
+                                   "demo city; its log says why")
+            if time.monotonic() > deadline:
+                raise CommandError("--demo: the simulation did not compile the demo city within 120 s")
+            time.sleep(0.1)
+    try:
+        layout = RoadLayout.from_files(network, net)
+    except NetworkError as exc:
+        raise CommandError(f"--network {exc}") from None
+    except NetError as exc:
+        raise CommandError(f"--net {exc}") from None
+    detector = IncidentDetector(layout, store) if detect and store is not None else None
+    return TrafficService(layout, bus_out, detector=detector, sim_start=origin)

@@ -25,6 +25,7 @@ from transit_api.vehicles import Clock
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SCENARIO = REPO / "scenarios" / "bunda_kota"
 DEMO_GTFS = DEMO_SCENARIO / "gtfs"
+DEMO_NET = DEMO_SCENARIO / "bunda_kota.net.xml"
 SIM_ZERO = time(7, 0)  # simulation second 0 (scenarios/bunda_kota/gtfs.py: SIM_ZERO = 7 * 3600)
 
 
@@ -35,22 +36,29 @@ def demo_clock(feed: Feed, today: datetime | None = None) -> Clock:
 
 
 def simulation_command(endpoint: str, speed: float, seed: int = 1, end: float | None = None,
-                       scenario: Path = DEMO_SCENARIO) -> list[str]:
+                       scenario: Path = DEMO_SCENARIO, network_out: Path | None = None,
+                       incidents: list[str] | tuple[str, ...] = ()) -> list[str]:
     cmd = [sys.executable, "-m", "simulation.experiments.live", str(scenario), "--publish", endpoint,
            "--speed", repr(float(speed)), "--seed", str(seed), "--parent-pid", str(os.getpid())]
     if end is not None:
         cmd += ["--end", repr(float(end))]
+    if network_out is not None:  # the compiled network (traffic information), written before the first step
+        cmd += ["--network-out", str(network_out)]
+    for x in incidents:  # vehicles stopped in a lane (simulation/sumo/incident.py)
+        cmd += ["--incident", x]
     return cmd
 
 
 def start_simulation(endpoint: str, speed: float, seed: int = 1, end: float | None = None,
-                     log: Path | None = None) -> subprocess.Popen:
+                     log: Path | None = None, network_out: Path | None = None,
+                     incidents: list[str] | tuple[str, ...] = ()) -> subprocess.Popen:
     """Start the demo city's simulation publishing on ``endpoint`` (it binds it); its output goes to ``log``. It
     ends with this process however this one ends (a parent-death signal, controllers/lifeline.py)."""
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed by the process's end
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    return subprocess.Popen(simulation_command(endpoint, speed, seed, end), stdin=subprocess.DEVNULL, stdout=out,
+    return subprocess.Popen(simulation_command(endpoint, speed, seed, end, network_out=network_out,
+                                               incidents=incidents), stdin=subprocess.DEVNULL, stdout=out,
                             stderr=out, env=env, start_new_session=True)
 
 

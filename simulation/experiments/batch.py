@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -255,6 +255,8 @@ def simulate_runs(
     stop: StopSignals | None = None,
     executor: str = "local",
     scheduler: str | None = None,
+    incidents: Sequence = (),
+    bus_tap: str | None = None,
 ) -> tuple[list[dict], bool]:
     """Run every policy x seed but the (policy, seed) pairs in ``skip``; returns (the runs that finished here,
     interrupted). ``on_error(message)`` hears of each run that failed (the others go on), ``on_done(record)`` of
@@ -262,7 +264,8 @@ def simulate_runs(
     specs = [
         RunSpec(scenario, p, s, out_dir, transport=transport, controllers=controllers, sumo_args=list(sumo_args or []),
                 end=end, use_traci=traci, gui=gui, params=params_for(p, params), fail_detectors=fail_detectors,
-                dead=dead, local_plan=local_plan, save_tls_states=save_tls_states)
+                dead=dead, local_plan=local_plan, save_tls_states=save_tls_states, incidents=list(incidents),
+                bus_tap=bus_tap)
         for p in policies
         for s in range(1, seeds + 1)
         if (p, s) not in skip

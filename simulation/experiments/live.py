@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--end", type=float, default=None)
     ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--parent-pid", type=int, default=None, help="end (SIGTERM) when this process ends")
+    ap.add_argument("--network-out", type=Path, default=None, help="write the compiled network (network.json) here "
+                    "before the first step (the transit API's traffic information reads it)")
+    ap.add_argument("--incident", action="append", default=[], help="LANE_OR_EDGE@T:DURATION: a vehicle stopped "
+                    "in the lane (simulation/sumo/incident.py); repeat")
     args = ap.parse_args(argv)
     if args.parent_pid is not None:
         import signal
@@ -50,9 +54,27 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if not args.speed > 0:
         ap.error(f"--speed must be > 0, not {args.speed}")
+    from simulation.sumo.incident import parse_incident
+
+    try:
+        incidents = [parse_incident(x) for x in args.incident]
+    except ValueError as exc:
+        ap.error(f"--incident {exc}")
     out = args.out or Path(tempfile.mkdtemp(prefix="lintas-live-"))
+    if args.network_out is not None:
+        from simulation.sumo.netcompile import compile_for_run
+        from simulation.sumo.scenario import ScenarioError
+
+        try:
+            net, _det = compile_for_run(args.scenario, out / "compiled")
+        except ScenarioError as exc:
+            print(f"simulation.experiments.live: error: {exc}", file=sys.stderr)
+            return 2
+        tmp = args.network_out.with_name(f".{args.network_out.name}.tmp")
+        net.to_json(tmp)
+        tmp.replace(args.network_out)  # whole or not at all: the API waits for it
     spec = RunSpec(scenario=args.scenario, policy=args.policy, seed=args.seed, out_dir=out, end=args.end,
-                   publish=args.publish, speed=args.speed)
+                   publish=args.publish, speed=args.speed, incidents=incidents)
     try:
         rec = run_one(spec)
     except (RunError, bus.TransportError) as exc:

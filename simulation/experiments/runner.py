@@ -44,6 +44,7 @@ from simulation.experiments import metrics
 from simulation.experiments.policies import LINTAS_POLICIES, SUMO_POLICIES
 from simulation.sumo import baselines
 from simulation.sumo.field import SumoField
+from simulation.sumo.incident import IncidentInjector
 from simulation.sumo.locks import LockWatch
 from simulation.sumo.netcompile import compile_for_run
 from simulation.sumo.options import sumo_command
@@ -64,7 +65,7 @@ PED_BIKE_KEYS = ("persons", "persons_unfinished", "ped_delay_s", "ped_wait_max_s
 
 EXTRA_KEYS = ("wall_s", "transport", "step_length", "dead_detectors", "co2_kg", "commands_sent",
               "commands_accepted", "commands_refused", "faults", "fault_junctions", "failsafe_s", "fallbacks",
-              "dropped_messages", "random_demand", "locks", "lock_events", *PED_BIKE_KEYS)
+              "dropped_messages", "random_demand", "locks", "lock_events", "incidents_injected", *PED_BIKE_KEYS)
 SUMO_LOG = "sumo.log"  # in each run's folder: what SUMO (and the run) wrote to stderr
 TLS_STATES = "tls_states.xml"  # in each run's folder with RunSpec.save_tls_states: SUMO's SaveTLSStates record
 
@@ -107,6 +108,8 @@ class RunSpec:
     publish: str | None = None
     speed: float | None = None
     on_tick: Callable | None = None
+    incidents: list = field(default_factory=list)  # simulation.sumo.incident.IncidentSpec: vehicles stopped in a lane
+    bus_tap: str | None = None  # also publish detector batches and controller states to this bus (its bus_in)
 
 
 def run_one(spec: RunSpec, progress=None) -> dict:
@@ -219,11 +222,14 @@ def _run_one(spec: RunSpec, progress=None) -> dict:
             begin = field_.time()
             step_length = field_.step_length
             locks = LockWatch(field_.conn, [j.id for j in net.junctions])  # SUMO's truth, every run alike
+            injector = IncidentInjector(field_.conn, list(spec.incidents))
+            injector.check()
             if spec.policy in SUMO_POLICIES:
-                queue = _run_sumo_alone(field_, locks, begin, end, progress)
+                queue = _run_sumo_alone(field_, locks, begin, end, progress, injector, spec.bus_tap)
                 loop_stats: dict = {}
             else:
-                queue, loop_stats = _run_closed_loop(field_, locks, net, spec, begin, end, progress, run_dir)
+                queue, loop_stats = _run_closed_loop(field_, locks, net, spec, begin, end, progress, run_dir,
+                                                     injector)
         finally:
             field_.close()
     wall = time.perf_counter() - wall0
@@ -252,6 +258,8 @@ def _run_one(spec: RunSpec, progress=None) -> dict:
         **{k: v for k, v in res.to_dict().items() if k in PED_BIKE_KEYS},  # NaN (none walked or cycled): None
         **loop_stats,
     }
+    if spec.incidents:
+        rec["incidents_injected"] = injector.events
     return rec
 
 
@@ -280,18 +288,32 @@ def _sumo_messages(log_path: Path) -> Iterator[None]:
         os.close(saved)
 
 
-def _run_sumo_alone(field_: SumoField, locks: LockWatch, begin: float, end: float, progress) -> list:
+def _run_sumo_alone(field_: SumoField, locks: LockWatch, begin: float, end: float, progress,
+                    injector: IncidentInjector | None = None, bus_tap: str | None = None) -> list:
     import numpy as np
 
     samples = []
     t = begin
-    while t < end:
-        field_.read(t)
-        locks.sample(t)
-        samples.append(field_.queues())
-        t = field_.advance(t + TICK)
-        if progress is not None and int(t - begin) % 60 == 0:
-            progress(t - begin, end - begin)
+    relay = ctx = None
+    if bus_tap is not None:
+        ctx = zmq.Context()
+        relay = bus.Publisher(ctx, bus.Endpoints(bus_tap, "", ""))
+    try:
+        while t < end:
+            batch = field_.read(t)
+            if relay is not None:
+                relay.publish(m.TOPIC_DETECTORS, batch)
+            locks.sample(t)
+            samples.append(field_.queues())
+            if injector is not None:
+                injector.step(t)
+            t = field_.advance(t + TICK)
+            if progress is not None and int(t - begin) % 60 == 0:
+                progress(t - begin, end - begin)
+    finally:
+        if relay is not None:
+            relay.close()
+            ctx.destroy(linger=0)
     return np.array(samples)
 
 
@@ -317,7 +339,7 @@ class City:
         self.stats_files: dict[str, Path] = {}
         self.states: dict[str, m.ControllerState] = {}
         self.engine_alive = False
-        self.fwd = self.pub = self.sub = self.engine = None
+        self.fwd = self.pub = self.sub = self.engine = self.bus_tap = None
         self.ctx = zmq.Context()
         if spec.transport == "ipc":
             for d in bus.ipc_sweep_stale():
@@ -333,6 +355,8 @@ class City:
         self.fwd = bus.Forwarder(self.ep, self.ctx).start()
         self.pub = bus.Publisher(self.ctx, self.ep)
         self.sub = bus.Subscriber(self.ctx, self.ep, [m.TOPIC_STATE, m.TOPIC_HEARTBEAT])
+        if spec.bus_tap is not None:  # another bus hears the run's detectors and states (lintas api --bus-out)
+            self.bus_tap = bus.Publisher(self.ctx, bus.Endpoints(spec.bus_tap, "", ""))
         from engine.policies import get_policy
 
         params = get_policy(spec.policy).params(**spec.params) if spec.params else None
@@ -383,6 +407,8 @@ class City:
             progressed = True
             if isinstance(msg, m.ControllerState):
                 self.states[msg.junction] = msg
+                if self.bus_tap is not None:
+                    self.bus_tap.publish(m.TOPIC_STATE, msg)
             elif isinstance(msg, m.Heartbeat) and msg.sender == "engine":
                 self.engine_alive = True
         if not progressed:
@@ -408,6 +434,8 @@ class City:
 
     def tick(self, t: float, step: int, batch: m.DetectorBatch, wait: float) -> dict[str, m.ControllerState]:
         self.pub.publish(m.TOPIC_DETECTORS, batch)
+        if self.bus_tap is not None:
+            self.bus_tap.publish(m.TOPIC_DETECTORS, batch)
         self.pub.publish(m.TOPIC_TICK, m.ClockTick(time=t, step=step, phase=TickPhase.RUN))
         need = len(self.net.junctions)
         deadline = time.monotonic() + wait
@@ -443,7 +471,7 @@ class City:
                 self._end_processes(self.STOP_WAIT if wait is None else wait)
             finally:
                 closers = [c.close for c in self.controllers]
-                closers += [x.close for x in (self.engine, self.pub, self.sub) if x is not None]
+                closers += [x.close for x in (self.engine, self.pub, self.sub, self.bus_tap) if x is not None]
                 if self.fwd is not None:
                     closers.append(self.fwd.stop)
                 for close in closers:
@@ -507,7 +535,7 @@ def controller_totals(counted: dict[str, dict | None], states: dict[str, m.Contr
 
 
 def _run_closed_loop(field_: SumoField, locks: LockWatch, net: Network, spec: RunSpec, begin: float, end: float,
-                     progress, run_dir: Path | None = None):
+                     progress, run_dir: Path | None = None, injector: IncidentInjector | None = None):
     import numpy as np
 
     city = City(net, spec, field_, run_dir)
@@ -548,6 +576,8 @@ def _run_closed_loop(field_: SumoField, locks: LockWatch, net: Network, spec: Ru
             if tap is not None:
                 tap.tick(t, states)
             samples.append(field_.queues())
+            if injector is not None:
+                injector.step(t)
             t = field_.advance(t + TICK)
             step += 1
             if progress is not None and step % 60 == 0:

@@ -84,7 +84,8 @@ class BusTracker:
         return m.VehicleBatch(source=self.source, time=t, vehicles=out)
 
 
-RELAYED = (m.TOPIC_PLAN, m.TOPIC_FAULT)  # besides the vehicles, the states and the tick
+# besides the vehicles, the states and the tick; the detector batches for the API's traffic information
+RELAYED = (m.TOPIC_PLAN, m.TOPIC_FAULT, m.TOPIC_DETECTORS)
 
 
 class LiveTap:
