@@ -163,7 +163,7 @@ class Api:
         self.err = (tmp / "api.err").open("w")
         self.proc = subprocess.Popen(
             [str(LINTAS), "api", "--gtfs", str(demo.GTFS_DIR), "--db", str(tmp / "incidents.db"), "--network",
-             str(demo_network()), "--net", str(DEMO_NET), "--bus", bus_out, "--sim-start", "2026-03-02T07:00:00",
+             str(demo_network()), "--net", str(DEMO_NET), "--bus-out", bus_out, "--sim-zero", "2026-03-02T07:00:00",
              "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=self.err,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + 30

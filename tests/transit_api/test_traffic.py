@@ -141,8 +141,8 @@ def served(tmp_path_factory, layout):
     port = _free_port()
     err = (tmp / "api.err").open("w")
     proc = subprocess.Popen([str(LINTAS), "api", "--gtfs", str(demo.GTFS_DIR), "--db", str(tmp / "inc.db"),
-                             "--network", str(demo_network()), "--net", str(DEMO_NET), "--bus", ep.bus_out,
-                             "--sim-start", "2026-03-02T07:00:00", "--port", str(port)],
+                             "--network", str(demo_network()), "--net", str(DEMO_NET), "--bus-out", ep.bus_out,
+                             "--sim-zero", "2026-03-02T07:00:00", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     base = f"http://127.0.0.1:{port}"
     ctx = zmq.Context()
@@ -244,9 +244,9 @@ def test_without_traffic_options_the_routes_say_503(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--bus", "tcp://127.0.0.1:5556"], "needs both --network FILE"),
-    (["--network", "{bad}", "--bus", "tcp://127.0.0.1:5556"], "--network {bad}: not JSON"),
-    (["--network", "{net}", "--net", "{bad}", "--bus", "tcp://127.0.0.1:5556"], "--net {bad}: not valid XML"),
+    (["--network", "{net}", "--incident", "A0_A1.L_0@60:10m"], "--incident injects into the demo's simulation"),
+    (["--network", "{bad}", "--bus-out", "tcp://127.0.0.1:5556"], "--network {bad}: not JSON"),
+    (["--network", "{net}", "--net", "{bad}", "--bus-out", "tcp://127.0.0.1:5556"], "--net {bad}: not valid XML"),
 ])
 def test_bad_traffic_options_exit_2_naming_the_option(tmp_path, args, message) -> None:
     bad = tmp_path / "bad.json"
