@@ -18,6 +18,7 @@ import csv
 import io
 import re
 import zipfile
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -196,6 +197,8 @@ class Feed:
     frequencies: dict[str, list[Frequency]]
     timezone: ZoneInfo
     calls: dict[str, list[StopTime]] = field(default_factory=dict)  # per stop: every stop_time there
+    # per stop, every call (each start of a headway-based trip) sorted by (arrival s, trip_id): the arrivals' index
+    _timeline: dict[str, tuple[list[int], list[tuple]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         calls: dict[str, list[StopTime]] = defaultdict(list)
@@ -203,6 +206,15 @@ class Feed:
             for st in times:
                 calls[st.stop_id].append(st)
         self.calls = dict(calls)
+        for stop_id, sts in self.calls.items():
+            rows = []
+            for st in sts:
+                trip = self.trips[st.trip_id]
+                last = self.stop_times[st.trip_id][-1].stop_sequence == st.stop_sequence
+                for arr, dep, headway in self._instances(st):
+                    rows.append((arr, trip.trip_id, dep, headway, trip, st.stop_sequence, last))
+            rows.sort(key=lambda r: (r[0], r[1]))
+            self._timeline[stop_id] = ([r[0] for r in rows], rows)
 
     # ---- services
     def active(self, service_id: str, day: date) -> bool:
@@ -246,28 +258,30 @@ class Feed:
         time zone), from service days that can reach it (trips past midnight belong to the day before)."""
         if at.tzinfo is None:
             at = at.replace(tzinfo=self.timezone)
-        calls = self.calls.get(stop_id, ())
-        if not calls:
+        arrs, rows = self._timeline.get(stop_id, ((), ()))
+        if not rows:
             return []
-        latest = max(a for st in calls for a, _d, _h in self._instances(st))
+        latest = arrs[-1]
         local = at.astimezone(self.timezone).date()
         found: list[tuple[datetime, str, Arrival]] = []
         for k in range(-(latest // 86400 + 1), 2):
             day = local + timedelta(days=k)
             zero = self.service_day_start(day)
-            for st in calls:
-                trip = self.trips[st.trip_id]
+            if len(found) >= limit and sorted(it[0] for it in found)[limit - 1] < zero + timedelta(seconds=arrs[0]):
+                break  # this day's calls (and the later days') all come after the ``limit`` found already
+            taken = 0
+            # the calls of this service day from ``at`` on, in order: the first ``limit`` running that day
+            for i in range(bisect_left(arrs, (at - zero).total_seconds()), len(rows)):
+                arr, trip_id, dep, headway, trip, seq, last = rows[i]
                 if not self.active(trip.service_id, day):
                     continue
-                last = self.stop_times[st.trip_id][-1].stop_sequence == st.stop_sequence
-                for arr, dep, headway in self._instances(st):
-                    when = zero + timedelta(seconds=arr)
-                    if when < at:
-                        continue
-                    item = Arrival(trip.trip_id, trip.route_id, trip.headsign, st.stop_sequence, day,
-                                   when.astimezone(self.timezone),
-                                   (zero + timedelta(seconds=dep)).astimezone(self.timezone), headway, last)
-                    found.append((when, trip.trip_id, item))
+                when = zero + timedelta(seconds=arr)
+                item = Arrival(trip_id, trip.route_id, trip.headsign, seq, day, when.astimezone(self.timezone),
+                               (zero + timedelta(seconds=dep)).astimezone(self.timezone), headway, last)
+                found.append((when, trip_id, item))
+                taken += 1
+                if taken == limit:
+                    break
         found.sort(key=lambda it: (it[0], it[1]))
         return [it[2] for it in found[:limit]]
 
