@@ -335,3 +335,38 @@ def bench_api(
         typer.echo(f"lintas: error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"wrote {out / 'api_load.json'}")
+
+
+@app.command("traffic", help="The transit API's travel times and incident detection against SUMO's own record on the "
+             "demo city: edge travel times (edgeData) per segment and 5-minute period, and when each injected "
+             "stopped vehicle was detected and cleared, other detections listed. Writes "
+             "benchmarks/results/traffic.json. Example: lintas bench traffic --case maxpressure:1800:A3_A4.L_0@600:600")
+def bench_traffic(
+    case: Annotated[list[str] | None, typer.Option("--case", help="POLICY:END[:INCIDENT] (INCIDENT as lintas "
+                                                   "simulate --incident); repeat (default: adaptive:3600 and "
+                                                   "maxpressure:1800:A3_A4.L_0@600:600)")] = None,
+    out: Annotated[Path, typer.Option(help="Folder of traffic.json")] = Path("benchmarks/results"),
+) -> None:
+    from benchmarks import traffic_check
+    from simulation.experiments.policies import ALL_POLICIES
+    from simulation.sumo.incident import parse_incident
+
+    cases = []
+    for c in case or []:
+        policy, _sep, rest = c.partition(":")
+        end, _sep, incident = rest.partition(":")
+        try:
+            end_s = float(end)
+            if incident:
+                parse_incident(incident)
+        except ValueError as exc:
+            raise CommandError(f"--case {c!r}: expected POLICY:END[:LANE@T:DURATION] ({exc})") from None
+        if policy not in ALL_POLICIES:
+            raise CommandError(f"--case {c!r}: unknown policy '{policy}' (choose from: {', '.join(ALL_POLICIES)})")
+        cases.append((policy, end_s, incident or None))
+    try:
+        traffic_check.run(tuple(cases) or traffic_check.CASES, out=out, say=typer.echo)
+    except RuntimeError as exc:
+        typer.echo(f"lintas: error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {out / 'traffic.json'}")

@@ -246,7 +246,6 @@ def test_without_traffic_options_the_routes_say_503(tmp_path) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--network", "{net}", "--incident", "A0_A1.L_0@60:10m"], "--incident injects into the demo's simulation"),
     (["--network", "{bad}", "--bus-out", "tcp://127.0.0.1:5556"], "--network {bad}: not JSON"),
-    (["--network", "{net}", "--net", "{bad}", "--bus-out", "tcp://127.0.0.1:5556"], "--net {bad}: not valid XML"),
 ])
 def test_bad_traffic_options_exit_2_naming_the_option(tmp_path, args, message) -> None:
     bad = tmp_path / "bad.json"
