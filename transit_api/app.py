@@ -27,6 +27,7 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from transit_api import examples
 from transit_api.auth import RateLimiter, TokenEntry, fingerprint, hash_token
 from transit_api.config import ApiConfig
 from transit_api.gtfs import Arrival, Feed, Route, Stop
@@ -382,20 +383,20 @@ def create_app(feed: Feed, *, store: IncidentStore | None = None, config: ApiCon
             raise HTTPException(404, detail=f"no route with route_id {route_id!r} in the feed")
         return route
 
-    @app.get("/health")
+    @app.get("/health", responses=examples.HEALTH)
     def health() -> Health:
         """The service is up, and what feed it serves."""
         return Health(timezone=feed.timezone.key, stops=len(feed.stops), routes=len(feed.routes),
                       trips=len(feed.trips))
 
-    @app.get("/stops")
+    @app.get("/stops", responses=examples.STOPS)
     def stops(limit: Limit = 100, offset: Offset = 0) -> StopPage:
         """Every stop, by stop_id, a page at a time."""
         page = stop_ids[offset:offset + limit]
         return StopPage(total=len(stop_ids), limit=limit, offset=offset,
                         items=[_stop(feed, feed.stops[s]) for s in page])
 
-    @app.get("/stops/{stop_id}", responses={404: {"description": "no such stop"}})
+    @app.get("/stops/{stop_id}", responses=examples.STOP)
     def stop(stop_id: str) -> StopOut:
         """One stop and the routes that call there."""
         return _stop(feed, get_stop(stop_id))
@@ -403,7 +404,7 @@ def create_app(feed: Feed, *, store: IncidentStore | None = None, config: ApiCon
     # the busiest route (lintas bench api, docs/transit.md): async, so answered on the event loop (it computes from
     # memory, no I/O) rather than through the thread pool a plain `def` goes through, which cost most of a request's
     # time; and its model written as JSON once (pydantic), not validated again and re-encoded by FastAPI
-    @app.get("/stops/{stop_id}/arrivals", response_model=Arrivals, responses={404: {"description": "no such stop"}})
+    @app.get("/stops/{stop_id}/arrivals", response_model=Arrivals, responses=examples.ARRIVALS)
     async def arrivals(stop_id: str,
                        at: Annotated[datetime | None, Query(description="ISO 8601 time to look from (without an "
                                                             "offset: in the feed's time zone); default: now",
@@ -427,14 +428,14 @@ def create_app(feed: Feed, *, store: IncidentStore | None = None, config: ApiCon
                         arrivals=items)
         return Response(body.model_dump_json(), media_type="application/json")
 
-    @app.get("/routes")
+    @app.get("/routes", responses=examples.ROUTES)
     def routes(limit: Limit = 100, offset: Offset = 0) -> RoutePage:
         """Every route, by route_id, a page at a time."""
         page = route_ids[offset:offset + limit]
         return RoutePage(total=len(route_ids), limit=limit, offset=offset,
                          items=[RouteOut(**_route(feed.routes[r])) for r in page])
 
-    @app.get("/routes/{route_id}", responses={404: {"description": "no such route"}})
+    @app.get("/routes/{route_id}", responses=examples.ROUTE)
     def route(route_id: str) -> RouteDetail:
         """One route: its directions, their stops in order, trip counts and headways."""
         r = get_route(route_id)
