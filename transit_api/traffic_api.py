@@ -26,7 +26,10 @@ _SEGMENT = {"segment_id": "A2_A1.L", "name": "Jalan Raya Bunda", "cross_street":
             "vehicles": 6.4, "outflow_vph": 612.0, "lanes_watched": 3, "lanes_blocked": ["A2_A1.L_1"],
             "updated": "2026-03-02T07:12:35+07:00"}
 _SEGMENT_PAGE = {"total": 48, "limit": 1, "offset": 0, "updated": "2026-03-02T07:12:35+07:00",
-                 "detector_time_s": 755.0, "window_s": 180, "items": [_SEGMENT]}
+                 "detector_time_s": 755.0, "window_s": 180,
+                 "feed": {"batches": 756, "batches_dropped": 1, "last_drop": "detectors batch from 'cam-7': field "
+                          "`occupancy` has 3 values for 4 detectors", "frames_dropped": 2, "readings_unknown": 0,
+                          "incident_writes_failed": 0, "error": None}, "items": [_SEGMENT]}
 _SIGN = {"segment_id": "A2_A1.L", "text": "Jl. Raya Bunda (Jl. Cempaka): 1 lajur tertutup, +1 menit",
          "kind": "incident", "incident_id": 7, "level": "slow", "delay_min": 1}
 _JAM = {"segment_id": "N1_A1", "text": "Jl. Cempaka (Jl. Raya Bunda) macet, +6 menit", "kind": "jam",
@@ -74,6 +77,18 @@ class SegmentOut(BaseModel):
     updated: datetime | None = Field(description="the detector time of the window's end")
 
 
+class FeedOut(BaseModel):
+    """What the API heard of the bus: nothing here is dropped silently."""
+    batches: int = Field(description="detector batches taken")
+    batches_dropped: int = Field(description="batches dropped: malformed, another network's detector table, or "
+                                 "older than the tick being filled")
+    last_drop: str = Field(description="why the last one was dropped ('' when none was)")
+    frames_dropped: int = Field(description="bus frames that did not decode (engine.protocol), dropped")
+    readings_unknown: int = Field(description="readings of detectors this network does not have")
+    incident_writes_failed: int = Field(description="detected incidents the store refused (the API's log says why)")
+    error: str | None = Field(description="the last error taking a message, if any (the API's log has the rest)")
+
+
 class SegmentPage(BaseModel):
     total: int
     limit: int
@@ -81,6 +96,7 @@ class SegmentPage(BaseModel):
     updated: datetime | None = Field(description="the detector time these figures are for (null: no data yet)")
     detector_time_s: float | None = Field(description="the same, on the detector clock (simulation or Unix s)")
     window_s: int
+    feed: FeedOut
     items: list[SegmentOut]
 
 
@@ -138,8 +154,14 @@ def traffic_router(service: TrafficService | None, store: IncidentStore | None, 
             states = [SegmentState(g, "unknown", None, None, 0.0, 0.0, (), 0, float("nan"), 0.0)
                       for g in svc.layout.segments if level in (None, "unknown")]
         page = states[offset:offset + limit]
+        f = svc.feed
+        feed = FeedOut(batches=f.batches, batches_dropped=f.dropped_batches, last_drop=f.last_drop,
+                       frames_dropped=svc.dropped, readings_unknown=f.readings_unknown,
+                       incident_writes_failed=svc.detector.writes_failed if svc.detector is not None else 0,
+                       error=svc.error)
         return SegmentPage(total=len(states), limit=limit, offset=offset, updated=updated,
-                           detector_time_s=snap.time, window_s=180, items=[seg_out(s, updated) for s in page])
+                           detector_time_s=snap.time, window_s=180, feed=feed,
+                           items=[seg_out(s, updated) for s in page])
 
     @router.get("/segments/{segment_id}", responses={
         200: _ex(_SEGMENT), 404: _err("no such segment", "no road segment 'X1_X2' (segments are the approaches "

@@ -189,6 +189,12 @@ def test_segments_paginate_filter_and_say_404_and_422(served) -> None:
     base, _tmp = served
     status, page = call(base, "/traffic/segments?limit=5&offset=10")
     assert status == 200 and page["total"] == 48 and len(page["items"]) == 5 and page["offset"] == 10
+    # what was published: 400 batches, a frame that is not MessagePack, two batches dropped (lengths that disagree,
+    # another network's detector table), none silently
+    feed = page["feed"]
+    assert feed["batches"] == 402 and feed["batches_dropped"] == 2 and "layout x is not this network's" in feed[
+        "last_drop"]
+    assert feed["frames_dropped"] == 1 and feed["error"] is None and feed["incident_writes_failed"] == 0
     assert page["updated"].startswith("2026-03-02T07:0") and page["updated"].endswith("+07:00")
     _, rest = call(base, "/traffic/segments?limit=1000&offset=45")
     assert len(rest["items"]) == 3
