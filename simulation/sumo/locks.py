@@ -9,7 +9,7 @@ the standing started) and ``at`` (when it was detected); it ends (``until``) whe
 again, and stays ``None`` when the run ends locked.
 
 What is measured is SUMO's truth, not Lintas' detectors: each lane's vehicle ids and halting number, and
-each light's signal string, through subscriptions (one call per domain per sample). "A vehicle left the
+each light's signal string (lanes: getters at each sample; lights: a subscription). "A vehicle left the
 lane" means an id of the previous sample is not in this one (it crossed the stop line, ended its trip
 there, or was teleported away). :class:`LockWatch` is sampled once per control tick (a second of simulated
 time) by the runner; it works on libsumo and on a TraCI connection alike.
@@ -37,8 +37,7 @@ class LockWatch:
     def __init__(self, conn, junctions: Iterable[str]) -> None:
         self.conn = conn
         tc = conn.constants
-        self._ids_var, self._halt_var, self._state_var = (
-            tc.LAST_STEP_VEHICLE_ID_LIST, tc.LAST_STEP_VEHICLE_HALTING_NUMBER, tc.TL_RED_YELLOW_GREEN_STATE)
+        self._state_var = tc.TL_RED_YELLOW_GREEN_STATE
         self.lanes: list[str] = []  # every watched lane, once
         self.junction: dict[str, str] = {}  # lane -> the junction that controls it
         self._index: dict[str, int] = {}
@@ -54,8 +53,9 @@ class LockWatch:
                 per_link.append(self._index[lane] if lane is not None else None)
             self._link_lane[jid] = per_link
             conn.trafficlight.subscribe(jid, (self._state_var,))
-        for lane in self.lanes:
-            conn.lane.subscribe(lane, (self._ids_var, self._halt_var))
+        # lanes are read with getters at each sample (once per tick), in the order SUMO's subscription results came
+        # in before (sorted ids): a lane subscription was evaluated inside every SUMO step, sub-steps included
+        self._order = sorted(self.lanes)
         n = len(self.lanes)
         self._green_of: dict[str, dict[str, tuple[int, ...]]] = {j: {} for j in self._link_lane}  # signal -> lanes
         self._prev: list[tuple] = [()] * n  # each lane's vehicle ids at the last sample
@@ -96,11 +96,11 @@ class LockWatch:
         history.append((t, green.copy()))
         while len(history) > 1 and history[1][0] <= t - LOCK_S:
             history.popleft()
-        ids_var, halt_var = self._ids_var, self._halt_var
+        get_ids, get_halt = self.conn.lane.getLastStepVehicleIDs, self.conn.lane.getLastStepHaltingNumber
         index, prev, since, opened = self._index, self._prev, self._since, self._open
-        for lane, v in self.conn.lane.getAllSubscriptionResults().items():
+        for lane in self._order:
             i = index[lane]
-            ids = v[ids_var]
+            ids = get_ids(lane)
             if not ids:
                 since[i] = t
                 if prev[i]:  # the last vehicle left
@@ -119,7 +119,7 @@ class LockWatch:
             s = since[i]
             if s is None:
                 since[i] = s = t
-            if t - s >= LOCK_S and i not in opened and v[halt_var] > 0:
+            if t - s >= LOCK_S and i not in opened and get_halt(lane) > 0:
                 t0, old = history[0]
                 if t0 <= t - LOCK_S:
                     window = green[i] - old[i]
