@@ -275,7 +275,7 @@ def bench_eta(
     train_seed: Annotated[list[int] | None, typer.Option("--train-seed", help="seeds to tune and learn on; repeat "
                                                          "(default 1 2)")] = None,
     test_seed: Annotated[list[int] | None, typer.Option("--test-seed", help="held-out seeds reported; repeat "
-                                                        "(default 3 4 5)")] = None,
+                                                        "(default 4 5 6)")] = None,
     end: Annotated[float, typer.Option(min=600, help="simulated seconds of the peak")] = 3600.0,
     every: Annotated[float, typer.Option(min=1, help="seconds between two rounds of predictions")] = 10.0,
     incident: Annotated[bool, typer.Option(help="inject the incident (a vehicle stopped 10 min in a lane)")] = True,

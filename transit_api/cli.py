@@ -39,6 +39,9 @@ def api(
     poll: Annotated[float, typer.Option(min=0.5, help="seconds between reads of --vehicle-positions")] = 5.0,
     history: Annotated[Path | None, typer.Option("--history", help="SQLite file of the predictor's learned "
                                                  "travel times (created if missing; default: learn in memory)")] = None,
+    eta_params: Annotated[Path | None, typer.Option("--eta-params", help="the predictor's parameters: a JSON "
+                                                    "object, or lintas bench eta's result (its tuned "
+                                                    "'params')")] = None,
     sim_zero: Annotated[str | None, typer.Option("--sim-zero", help="the bus's clock is simulation seconds from "
                                                  "this ISO time (default: Unix time, as in the field)")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="simulate the demo city (Bunda Kota) behind the API and serve "
@@ -130,8 +133,16 @@ def api(
         import tempfile
 
         network_out = Path(tempfile.mkdtemp(prefix="lintas-api-demo-")) / "network.json"
+    params = None
+    if eta_params is not None:
+        from transit_api.eta import load_params
+
+        try:
+            params = load_params(eta_params)
+        except ValueError as exc:
+            raise CommandError(f"--eta-params {exc}") from None
     live, sim, bus_out, origin = _realtime(feed, bus_out, vehicle_positions, poll, history, sim_zero, demo, speed,
-                                           seed, port, network_out=network_out, incidents=incident)
+                                           seed, port, network_out=network_out, incidents=incident, params=params)
     try:
         traffic = _traffic(network or network_out, net, bus_out, origin, detect, store, sim)
     except BaseException:
@@ -167,7 +178,7 @@ def api(
 
 
 def _realtime(feed, bus_out, vehicle_positions, poll, history, sim_zero, demo, speed, seed, port, network_out=None,
-              incidents=()):
+              incidents=(), params=None):
     """The live state and its source (a bus, a GTFS-Realtime feed, or the demo's simulation: its process), the bus
     endpoint heard, and the datetime of the bus clock's 0 (None: Unix time)."""
     if not (bus_out or vehicle_positions or demo):
@@ -198,7 +209,7 @@ def _realtime(feed, bus_out, vehicle_positions, poll, history, sim_zero, demo, s
         typer.echo(f"lintas api --demo: simulating Bunda Kota at {speed:g}x (pid {sim.pid}, log {log}), buses on "
                    f"{bus_out}; the API's clock is the simulation's (07:00 at its start)", err=True)
     try:
-        live = Realtime(feed, clock, history=history, simulated=simulated)
+        live = Realtime(feed, clock, history=history, simulated=simulated, params=params)
     except Exception as exc:  # noqa: BLE001 - a history file that SQLite cannot use, said in one line
         raise CommandError(f"--history {history}: {exc}") from None
     if bus_out is not None:

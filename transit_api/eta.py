@@ -47,6 +47,7 @@ class Prediction:
     scheduled: float
     uncertainty: float  # s, one standard deviation
     source: str = "prediction"
+    run: TripRun | None = field(default=None, compare=False, repr=False)  # the trip instance predicted
 
 
 @dataclass
@@ -80,9 +81,41 @@ class Params:
     r_dwell: float = 25.0
     prior_speed: float = 8.0  # m/s: a segment never seen, from its length (or 60 s)
     hold_min_obs: int = 3  # departures seen before a route is taken to hold to its schedule
-    signal_aware: bool = True
+    signal_weight: float = 0.5  # the signals' wait against the learned mean wait: 1 signals only, 0 off
     default_green: float = 30.0  # s, a link's green/red durations before any is seen
     default_red: float = 30.0
+    change_s: float = 5.0  # s from the end of a green to the next green (yellow and all-red)
+
+
+def load_params(path: Path) -> Params:
+    """Parameters from a JSON file: an object of Params fields, or a benchmark result with one under "params"
+    (``lintas bench eta`` writes benchmarks/results/eta.json). ValueError naming the file and the key."""
+    import dataclasses
+    import json
+
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if isinstance(doc, dict) and isinstance(doc.get("params"), dict):
+        doc = doc["params"]
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a JSON object of parameters")
+    fields = {f.name: f for f in dataclasses.fields(Params)}
+    out = {}
+    for key, value in doc.items():
+        if key not in fields:
+            raise ValueError(f"{path}: key {key!r}: unknown parameter (known: {', '.join(fields)})")
+        want = int if fields[key].type in (int, "int") else float
+        wrong = want is int and not isinstance(value, int)
+        if isinstance(value, bool) or not isinstance(value, int | float) or wrong:
+            raise ValueError(f"{path}: key {key!r}: expected a number ({want.__name__}), got {value!r}")
+        if value < 0:
+            raise ValueError(f"{path}: key {key!r}: must be >= 0, got {value!r}")
+        out[key] = want(value)
+    if out.get("signal_weight", 0.0) > 1:
+        raise ValueError(f"{path}: key 'signal_weight': must be between 0 and 1, got {out['signal_weight']!r}")
+    return Params(**out)
 
 
 # ---- signals
@@ -103,12 +136,15 @@ class SignalBoard:
         self.links: dict[tuple[str, int], _Link] = {}
         self.states: dict[str, m.ControllerState] = {}
         self.plans: dict[str, m.Plan] = {}
+        self.phase_links: dict[tuple[str, int], frozenset[int]] = {}
 
     def on_state(self, st: m.ControllerState) -> None:
         prev = self.states.get(st.junction)
         if prev is not None and st.time <= prev.time:
             return
         self.states[st.junction] = st
+        if st.interval == m.Interval.GREEN:  # which links each green phase shows
+            self.phase_links[st.junction, st.phase] = frozenset(i for i, c in enumerate(st.signal) if c in GREEN)
         for i, c in enumerate(st.signal):
             g = c in GREEN
             key = (st.junction, i)
@@ -141,8 +177,15 @@ class SignalBoard:
         elapsed = max(0.0, now - lk.since)
         left = max(1.0, durations[green] - elapsed)
         plan = self.plans.get(junction)
-        if green and plan is not None and plan.phase == st.phase and abs(plan.time - now) <= 2.0:
-            left = max(0.0, plan.green_end - plan.time) + 3.0  # its green lasts to the plan's end, then yellow
+        if plan is not None and plan.phase == st.phase and abs(plan.time - now) <= 2.0:
+            if green and st.interval == m.Interval.GREEN:  # its green lasts to the plan's end, then yellow
+                left = max(0.0, plan.green_end - plan.time) + 3.0
+            elif not green and st.interval == m.Interval.GREEN and plan.next_phase >= 0 \
+                    and link in self.phase_links.get((junction, plan.next_phase), ()):
+                # red until the current green ends and the change to the next phase, which shows it, is done
+                left = max(0.0, plan.green_end - plan.time) + self.params.change_s
+        if not green and st.interval != m.Interval.GREEN and link in self.phase_links.get((junction, st.target), ()):
+            left = max(1.0, self.params.change_s - st.since)  # yellow or all-red towards a phase that shows it
         t = now + left
         while t < at:  # the colours after the current one, at their mean durations
             green = not green
@@ -185,6 +228,10 @@ class History:
     def close(self) -> None:
         with self.lock:
             self.db.close()
+
+
+def _start_key(run: TripRun) -> str:
+    return f"{run.route_id}>{run.calls[0].stop_id}"
 
 
 def _seg_key(run: TripRun, i: int) -> str:
@@ -230,6 +277,9 @@ class KalmanEta:
                     elif i == 0:
                         self.seg_len[_seg_key(run, 0)] = v.pos.odometer
                         self.filters["len", _seg_key(run, 0)] = Filter(v.pos.odometer, 0.0, 0.0, 1)
+                if i == 0:  # how late buses reach the first stop (for the trips not started yet)
+                    self._observe("start", _start_key(run), ev.time - run.calls[0].arrival, p.q_segment,
+                                  p.r_segment)
                 if v is None:
                     continue
                 start = v.departures.get(i - 1) if i > 0 else v.pos.start
@@ -307,7 +357,7 @@ class KalmanEta:
             if holds:
                 dep = max(dep, run.calls[i0].departure)
             var += dv
-            out.append(self._pred(v, run, i0, arr, dep, 0.0))
+            out.append(self._pred(v.id, run, i0, arr, dep, 0.0))
             t = dep
             first = i0 + 1
         else:
@@ -320,22 +370,33 @@ class KalmanEta:
             else:  # a segment never traversed: its distance left at the prior speed
                 frac = 1.0
                 left = max(p.stop_dist, 0.0) / self.params.prior_speed
+            mean_w = frac * wait if p.tls_dist <= p.stop_dist else 0.0  # the learned wait, in proportion
             w = None
-            if self.params.signal_aware and p.next_tls and p.tls_link >= 0 and p.tls_dist <= p.stop_dist and length:
+            sw = self.params.signal_weight
+            if sw > 0 and p.next_tls and p.tls_link >= 0 and p.tls_dist <= p.stop_dist and length:
                 reach = now + min(p.tls_dist / length, 1.0) * run_time
                 w = self.signals.wait(p.next_tls, p.tls_link, now, reach)
-            if w is None:
-                w = frac * wait if p.tls_dist <= p.stop_dist else 0.0
+            w = mean_w if w is None else sw * w + (1 - sw) * mean_w
             arr = now + left + w
             var += sv * frac
             d, dv = self._dwell(run, i0)
             dep = arr + d
             if holds:
                 dep = max(dep, run.calls[i0].departure)
-            out.append(self._pred(v, run, i0, arr, dep, math.sqrt(var)))
+            out.append(self._pred(v.id, run, i0, arr, dep, math.sqrt(var)))
             var += dv
             t = dep
             first = i0 + 1
+        return self._downstream(v.id, run, first, t, var, holds, out)
+
+    @staticmethod
+    def _pred(vid: str, run: TripRun, i: int, arr: float, dep: float, sd: float) -> Prediction:
+        c = run.calls[i]
+        return Prediction(vid, run.trip_id, i, c.stop_id, c.seq, arr, max(dep, arr), c.arrival, round(sd, 1), run=run)
+
+    def _downstream(self, vid: str, run: TripRun, first: int, t: float, var: float, holds: bool,
+                    out: list[Prediction]) -> list[Prediction]:
+        """The calls from ``first`` on, after leaving the previous one at ``t`` (variance ``var`` so far)."""
         for i in range(first, len(run.calls)):
             mean, sv, _w = self._segment(run, i)
             arr = t + mean
@@ -344,15 +405,23 @@ class KalmanEta:
             dep = arr + d
             if holds:
                 dep = max(dep, run.calls[i].departure)
-            out.append(self._pred(v, run, i, arr, dep, math.sqrt(var)))
+            out.append(self._pred(vid, run, i, arr, dep, math.sqrt(var)))
             var += dv
             t = dep
         return out
 
-    @staticmethod
-    def _pred(v: Vehicle, run: TripRun, i: int, arr: float, dep: float, sd: float) -> Prediction:
-        c = run.calls[i]
-        return Prediction(v.id, run.trip_id, i, c.stop_id, c.seq, arr, max(dep, arr), c.arrival, round(sd, 1))
+    def predict_unstarted(self, run: TripRun, now: float) -> list[Prediction]:
+        """A trip no vehicle runs yet: its first stop at the schedule plus how late buses reach it (learned), not
+        before now; then as any trip."""
+        f = self.filters.get(("start", _start_key(run)))
+        late, var = (f.x, f.r + f.p) if f is not None else (0.0, self.params.r_segment)
+        first = run.calls[0]
+        arr = max(now, first.arrival + late)
+        d, dv = self._dwell(run, 0)
+        holds = self._holds(run.route_id)
+        dep = max(arr + d, first.departure) if holds else arr + d
+        out = [self._pred("", run, 0, arr, dep, math.sqrt(var))]
+        return self._downstream("", run, 1, dep, var + dv, holds, out)
 
 
 class ScheduleDeviation:
@@ -386,5 +455,11 @@ class ScheduleDeviation:
             c = run.calls[i]
             arr = max(c.arrival + d, now) if not (i == v.next_index and v.pos.at_stop) else v.arrivals.get(i, now)
             out.append(Prediction(v.id, run.trip_id, i, c.stop_id, c.seq, arr, max(c.departure + d, arr),
-                                  c.arrival, float("nan"), "schedule-deviation"))
+                                  c.arrival, float("nan"), "schedule-deviation", run=run))
         return out
+
+    @staticmethod
+    def predict_unstarted(run: TripRun, now: float) -> list[Prediction]:
+        """A trip not started: the schedule (OneBusAway shows scheduled times until a vehicle is tracked)."""
+        return [Prediction("", run.trip_id, i, c.stop_id, c.seq, max(c.arrival, now), max(c.departure, now),
+                           c.arrival, float("nan"), "schedule", run=run) for i, c in enumerate(run.calls)]

@@ -50,23 +50,28 @@ def trip_updates(live: Realtime) -> rt.FeedMessage:
         now_t = live.now_t()
         now = _unix(live, now_t)
         _header(msg, now)
-        for v in sorted(live.tracker.vehicles.values(), key=lambda v: v.id):
-            preds = live.predictions.get(v.id)
-            if v.run is None or not preds:
+        for key in sorted(live.predictions):
+            preds = live.predictions[key]
+            v = live.tracker.vehicles.get(key)
+            run = preds[0].run if preds else None
+            if run is None:
                 continue
             ent = msg.entity.add()
-            ent.id = f"tu-{v.id}"
+            ent.id = f"tu-{key}"
             tu = ent.trip_update
-            _trip(tu.trip, v.run)
-            tu.vehicle.id = v.id
-            tu.timestamp = min(now, _unix(live, v.time))
-            frequency = v.run.headway is not None
+            _trip(tu.trip, run)
+            if v is not None:
+                tu.vehicle.id = v.id
+                tu.timestamp = min(now, _unix(live, v.time))
+            else:  # a trip not started yet: predicted from the learned history
+                tu.timestamp = now
+            frequency = run.headway is not None
             for p in sorted(preds, key=lambda p: p.stop_sequence):
                 stu = tu.stop_time_update.add()
                 stu.stop_sequence = p.stop_sequence
                 stu.stop_id = p.stop_id
                 stu.schedule_relationship = rt.TripUpdate.StopTimeUpdate.SCHEDULED
-                at_it = v.pos.at_stop and p.index == v.next_index
+                at_it = v is not None and v.pos.at_stop and p.index == v.next_index
                 if not at_it:
                     stu.arrival.time = max(now, _unix(live, p.arrival))
                     stu.arrival.uncertainty = round(p.uncertainty)

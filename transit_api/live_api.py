@@ -160,10 +160,11 @@ def router(feed: Feed, live: Realtime | None, store: IncidentStore | None) -> AP
 
 
 def arrivals_with_predictions(feed: Feed, live: Realtime, stop_id: str, when: datetime, limit: int) -> list:
-    """The next arrivals at a stop from ``when``: the vehicles' predictions (source 'prediction'), then the
-    schedule's arrivals that no vehicle covers (source 'schedule'). A scheduled arrival is covered when a
-    vehicle runs that trip instance; on a headway-based route, the schedule's approximate arrivals before the
-    last predicted one of the same direction are covered too (the vehicles actually ahead replace them)."""
+    """The next arrivals at a stop from ``when``: the predictions (source 'prediction': of the vehicles on their way,
+    with their ``vehicle_id``, and of the trips starting within 30 min, from the learned history, without one),
+    then the schedule's arrivals no prediction covers (source 'schedule'). On a headway-based route, the
+    schedule's approximate arrivals before the last predicted one of the same direction are covered too (the
+    vehicles actually ahead replace them)."""
     from transit_api.app import ArrivalOut, _arrival
 
     preds = live.stop_predictions(stop_id)
@@ -172,10 +173,9 @@ def arrivals_with_predictions(feed: Feed, live: Realtime, stop_id: str, when: da
     latest_headway: dict[tuple[str, int | None], datetime] = {}
     with live.lock:
         for p in preds:
-            v = live.tracker.vehicles.get(p.vehicle)
-            if v is None or v.run is None:
+            run = p.run
+            if run is None:
                 continue
-            run = v.run
             pred_at = live.clock.dt(p.arrival).astimezone(feed.timezone)
             sched = live.clock.dt(p.scheduled).astimezone(feed.timezone)
             covered.add((run.trip_id, round(sched.timestamp())))
@@ -192,7 +192,7 @@ def arrivals_with_predictions(feed: Feed, live: Realtime, stop_id: str, when: da
                 scheduled_arrival=sched, scheduled_departure=live.clock.dt(c.departure).astimezone(feed.timezone),
                 predicted_arrival=pred_at, delay_s=round(p.arrival - p.scheduled, 1), uncertainty_s=p.uncertainty,
                 source="prediction", headway_s=run.headway if not run.exact_times else None,
-                last_stop=p.index == len(run.calls) - 1, vehicle_id=v.id)))
+                last_stop=p.index == len(run.calls) - 1, vehicle_id=p.vehicle or None)))
     for a in feed.arrivals(stop_id, when, limit + len(covered)):
         if (a.trip_id, round(a.arrival.timestamp())) in covered:
             continue

@@ -26,7 +26,7 @@ from pathlib import Path
 from engine.protocol import messages as m
 from transit_api.eta import History, KalmanEta, Params, Prediction, ScheduleDeviation, SignalBoard
 from transit_api.gtfs import Feed
-from transit_api.vehicles import Clock, Vehicle, VehicleTracker, batch_from_gtfs_rt
+from transit_api.vehicles import Clock, Vehicle, VehicleTracker, batch_from_gtfs_rt, run_key
 
 log = logging.getLogger("lintas.api.realtime")
 
@@ -46,7 +46,7 @@ class Realtime:
         self.eta = KalmanEta(self.params, history=self.history, signals=SignalBoard(self.params))
         self.baseline = ScheduleDeviation(self.eta.seg_len)
         self.lock = threading.RLock()
-        self.predictions: dict[str, list[Prediction]] = {}  # vehicle -> its predictions
+        self.predictions: dict[str, list[Prediction]] = {}  # vehicle (or "trip:ID/DATE/START") -> its predictions
         self.by_stop: dict[str, list[Prediction]] = defaultdict(list)
         self.departures: dict[tuple[str, int | None, str], deque[float]] = defaultdict(lambda: deque(maxlen=12))
         self.received = 0
@@ -55,6 +55,9 @@ class Realtime:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._saved = time.monotonic()
+        self.upcoming_every: float | None = 1800.0  # trips starting within this many s are predicted (None: off)
+        self._upcoming: list = []
+        self._upcoming_at: float | None = None
 
     # ---- time
     def now_t(self) -> float:
@@ -99,6 +102,17 @@ class Realtime:
                 continue
             ps = self.eta.predict(v, max(now, v.time))
             preds[v.id] = ps
+            for p in ps:
+                by_stop[p.stop_id].append(p)
+        if self.upcoming_every is not None and (self._upcoming_at is None or now - self._upcoming_at >= 30.0
+                                                or now < self._upcoming_at):
+            self._upcoming = self.tracker.upcoming(now, ahead=self.upcoming_every)
+            self._upcoming_at = now
+        for run in self._upcoming:
+            if run_key(run) in self.tracker.seen_runs:
+                continue
+            ps = self.eta.predict_unstarted(run, now)
+            preds["trip:" + "/".join(run_key(run))] = ps
             for p in ps:
                 by_stop[p.stop_id].append(p)
         for ps in by_stop.values():

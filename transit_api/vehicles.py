@@ -157,6 +157,8 @@ class VehicleTracker:
         self.now: float | None = None  # the latest batch's time (the API's "now" in a simulated demo)
         self.batches = 0
         self.unmatched = 0
+        self.seen_runs: set[tuple[str, str, str]] = set()  # trip instances a vehicle has run (or runs)
+        self.run_vehicle: dict[tuple[str, str, str], str] = {}  # trip instance -> the vehicle that ran it (last)
         self._shapes: dict[str, Shape] = {sid: Shape(pts) for sid, pts in feed.shapes.items() if pts}
         self._by_route: dict[str, str] = {}
         for r in feed.routes.values():
@@ -216,6 +218,20 @@ class VehicleTracker:
                         best, best_cost = run, cost
         return best
 
+    def upcoming(self, now: float, ahead: float = 1800.0, behind: float = 600.0) -> list[TripRun]:
+        """The trip instances whose first departure is within [now - behind, now + ahead] that no vehicle has run
+        or runs: the trips not started yet (or late to start)."""
+        running = self.seen_runs
+        out = []
+        for day in self._days(now):
+            for tid, trip in self.feed.trips.items():
+                if not self.feed.active(trip.service_id, day):
+                    continue
+                for run in self._instances(tid, day):
+                    if now - behind <= run.calls[0].departure <= now + ahead and run_key(run) not in running:
+                        out.append(run)
+        return out
+
     # ---- updates
     def update(self, batch: m.VehicleBatch) -> list[StopEvent]:
         t = float(batch.time)
@@ -233,6 +249,9 @@ class VehicleTracker:
                 v.run = self.match(p, t)
                 if v.run is None:
                     self.unmatched += 1
+                else:
+                    self.seen_runs.add(run_key(v.run))
+                    self.run_vehicle[run_key(v.run)] = p.vehicle
                 self.vehicles[p.vehicle] = v
             dt = t - v.time
             v.time, v.pos, v.source = t, p, batch.source
@@ -274,6 +293,11 @@ class VehicleTracker:
             v.stopped_s += dt
         v.next_index = i if i < len(run.calls) else None
         return out
+
+
+def run_key(run: TripRun) -> tuple[str, str, str]:
+    """A trip instance: (trip_id, service date, start time)."""
+    return run.trip_id, run.service_date.isoformat(), run.start_time
 
 
 def _hms(s: int) -> str:

@@ -167,7 +167,7 @@ def test_signal_board_waits_and_the_signal_aware_prediction():
 
 def test_signal_aware_prediction_differs_on_red_and_green(feed):
     tr = VehicleTracker(feed, clock(feed))
-    eta = KalmanEta(Params())
+    eta = KalmanEta(Params(signal_weight=1.0))
     drive(tr, eta, "bus_K1E_01", K1E_01)
     t = 900.0
     for k in range(125):  # link 3 of A2: 40 s green, 40 s red, ..., ending with 5 s of red
@@ -217,3 +217,47 @@ def test_history_file_is_sqlite_wal(tmp_path):
     filters, holds = History(tmp_path / "h.sqlite").load()
     assert filters["seg", "A>B"].r == 9.0 and holds == {"K1": [3, 0]}
     assert not math.isnan(filters["seg", "A>B"].p)
+
+
+def test_params_from_a_file_name_the_bad_key(tmp_path):
+    import json
+    import re
+    import subprocess
+    import sys
+
+    from transit_api.eta import load_params
+
+    good = tmp_path / "eta.json"
+    good.write_text(json.dumps({"benchmark": "eta", "params": {"q_segment": 4.0, "signal_weight": 0.25}}))
+    assert (load_params(good).q_segment, load_params(good).signal_weight) == (4.0, 0.25)
+    for doc, what in (({"q_segmnt": 4}, "key 'q_segmnt': unknown parameter"),
+                      ({"hold_min_obs": 2.5}, "key 'hold_min_obs': expected a number (int)"),
+                      ({"signal_weight": 2}, "key 'signal_weight': must be between 0 and 1"),
+                      ({"r_dwell": "x"}, "key 'r_dwell': expected a number")):
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps(doc))
+        with pytest.raises(ValueError, match=re.escape(what)):
+            load_params(bad)
+    lintas = Path(sys.executable).with_name("lintas")
+    r = subprocess.run([str(lintas), "api", "--gtfs", str(GTFS), "--bus-out", "tcp://127.0.0.1:9", "--eta-params",
+                        str(bad)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--eta-params" in r.stderr and "r_dwell" in r.stderr
+
+
+def test_trips_not_started_are_predicted_from_the_history(feed):
+    from transit_api.realtime import Realtime
+
+    live = Realtime(feed, clock(feed), simulated=True)
+    tr, eta = live.tracker, live.eta
+    # the first K1E bus reaches K1E_1 12 s late: what the next trips' predictions start from
+    legs = [("K1E_1", 92, 100, 150), ("K1E_2", 160, 180, 550)]
+    drive(tr, eta, "bus_K1E_01", legs)
+    live.on_message(m.VehicleBatch(time=200.0, vehicles=[pos("bus_K1E_01", "K1E_3", 300.0, odo=650.0)]))
+    keys = [k for k in live.predictions if k.startswith("trip:")]
+    assert "trip:bus_K1E_02/2026-03-02/07:09:40" in keys and "trip:bus_K1E_01/2026-03-02/07:01:40" not in keys
+    assert "trip:K2S/2026-03-02/07:15:40" in keys  # a frequency instance starting within 30 min
+    nxt = live.predictions["trip:bus_K1E_02/2026-03-02/07:09:40"]
+    assert nxt[0].vehicle == "" and nxt[0].run.trip_id == "bus_K1E_02"
+    assert nxt[0].arrival == pytest.approx(nxt[0].scheduled + 12.0)  # the lateness learned at the first stop
+    assert [p.stop_id for p in nxt] == ["K1E_1", "K1E_2", "K1E_3", "K1E_4", "K1E_5"]
+    live.close()
