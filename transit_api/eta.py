@@ -75,7 +75,7 @@ class Filter:
 class Params:
     """The predictor's parameters (chosen on the training seeds, benchmarks/eta.py and docs/transit.md)."""
 
-    q_segment: float = 25.0  # s^2 per traversal: how fast a segment's estimate may move
+    q_segment: float = 4.0  # s^2 per traversal: how fast a segment's estimate may move
     r_segment: float = 100.0  # s^2: prior spread of one traversal
     q_dwell: float = 4.0
     r_dwell: float = 25.0
