@@ -119,7 +119,9 @@ class LiveTap:
         plans: list[m.Plan] = []
         if self.sub is not None:
             for topic, msg in self.sub.drain():
-                if isinstance(msg, m.Plan):
+                if isinstance(msg, m.PlanBatch):  # the engine's plans of a tick, in one frame
+                    plans.extend(msg.plans)
+                elif isinstance(msg, m.Plan):
                     plans.append(msg)
                 self._send(topic, msg)
         if self.out is not None:
