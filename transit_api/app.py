@@ -459,6 +459,10 @@ def create_app(feed: Feed, *, store: IncidentStore | None = None, config: ApiCon
     from transit_api.live_api import router as live_router
 
     app.include_router(live_router(feed, realtime, store))
+    if realtime is not None:
+        from transit_api.live_api import RealtimeCollector
+
+        metrics.registry.register(RealtimeCollector(realtime))
 
     # --- incidents
     def refuse(reason: str, status: int, detail: Any, headers: dict[str, str] | None = None) -> HTTPException:

@@ -203,3 +203,34 @@ def arrivals_with_predictions(feed: Feed, live: Realtime, stop_id: str, when: da
         out.append((a.arrival, _arrival(feed, a)))
     out.sort(key=lambda it: it[0])
     return [it[1] for it in out[:limit]]
+
+
+class RealtimeCollector:
+    """/metrics of the vehicle source: messages taken and dropped (malformed, newer version, unreadable feed),
+    vehicles known (matched to a trip or not), trip instances predicted."""
+
+    def __init__(self, live: Realtime) -> None:
+        self.live = live
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        lv = self.live
+        with lv.lock:
+            received, dropped = lv.received, lv.dropped
+            matched = sum(v.run is not None for v in lv.tracker.vehicles.values())
+            unmatched = len(lv.tracker.vehicles) - matched
+            predicted = len(lv.predictions)
+        msgs = CounterMetricFamily("lintas_api_realtime_messages", "messages from the vehicle source (the bus, or "
+                                   "GTFS-Realtime reads), by result", labels=["result"])
+        msgs.add_metric(["taken"], received)
+        msgs.add_metric(["dropped"], dropped)
+        yield msgs
+        veh = GaugeMetricFamily("lintas_api_vehicles", "vehicles known now, matched to a trip of the feed or not",
+                                labels=["matched"])
+        veh.add_metric(["true"], matched)
+        veh.add_metric(["false"], unmatched)
+        yield veh
+        yield GaugeMetricFamily("lintas_api_trips_predicted", "trip instances with predictions now (vehicles on "
+                                "their way and trips starting within 30 min)", value=predicted)
+

@@ -236,3 +236,15 @@ def test_bad_requests_are_named(server):
     assert status == 404 and "K9" in doc["detail"]
     status, doc = get_json(server, "/vehicles?route_id=K9")
     assert status == 404 and "K9" in doc["detail"]
+
+
+def test_metrics_count_the_vehicle_source(server):
+    status, body, _ = fetch(server, "/metrics")
+    text = body.decode()
+    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith("lintas_api_realtime") or line.startswith("lintas_api_vehicles")}
+    assert status == 200
+    assert values['lintas_api_realtime_messages_total{result="dropped"}'] >= 1  # the garbage frames published
+    assert values['lintas_api_realtime_messages_total{result="taken"}'] >= 2
+    assert values['lintas_api_vehicles{matched="true"}'] == 2 and values['lintas_api_vehicles{matched="false"}'] == 1
+
