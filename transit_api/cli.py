@@ -67,7 +67,7 @@ def api(
 
     Example: lintas api --demo --speed 5, then curl http://127.0.0.1:8000/stops/K1E_3/arrivals
 
-    Traffic and detected incidents: lintas api --demo --speed 10 --db out/inc.db --incident A0_A1.L_0@60:10m, then
+    Traffic and detected incidents: lintas api --demo --speed 10 --db incidents.db --incident A0_A1.L_0@60:10m, then
     curl http://127.0.0.1:8000/traffic/signs
 
     Example: lintas api --gtfs scenarios/bunda_kota/gtfs --port 8000, then
