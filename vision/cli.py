@@ -1,5 +1,5 @@
-"""Vision's commands: ``lintas vision count`` (a recorded video, counted offline) and ``lintas camera`` (a camera
-worker on the bus).
+"""Vision's commands: ``lintas vision count`` (a recorded video, counted offline), ``lintas camera`` (a camera
+worker on the bus), ``lintas vision render`` (a synthetic data set) and ``lintas vision train`` (the detector).
 
 Only typer is imported here; each command imports what it runs (OpenCV, onnxruntime), so listing the commands
 loads neither.
@@ -164,3 +164,81 @@ def camera(
                f"{health.crossings} crossings, {health.late} late, {health.lost} lost, {health.faults} faults")
     for lid, dirs in worker.pipeline.counter.totals().items() if worker.pipeline is not None else ():
         typer.echo(f"  {lid}: " + "; ".join(f"{d} {sum(c.values())}" for d, c in dirs.items()))
+
+
+def _size(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        w, h = (int(x) for x in value.lower().split("x"))
+    except ValueError:
+        raise CommandError(f"--size must be WIDTHxHEIGHT in pixels (e.g. 480x320), got {value!r}") from None
+    if w < 32 or h < 32 or w > 4096 or h > 4096:
+        raise CommandError(f"--size must be between 32x32 and 4096x4096, got {value!r}")
+    return w, h
+
+
+def _progress(split: str, done: int, total: int) -> None:
+    if done == total or done % 50 == 0:
+        typer.echo(f"  rendered {split} {done}/{total}", err=True)
+
+
+@app.command("render", help="Render a synthetic YOLO data set from SUMO clips (motorcycle-heavy junction approaches, "
+             "randomised cameras, light, weather and sensor). Example: lintas vision render --out out/data "
+             "--images 200 --seed 1")
+def render(
+    out: Annotated[Path, typer.Option(help="Folder for images/, labels/ and data.yaml")],
+    images: Annotated[int, typer.Option(min=1, help="Training frames")] = 200,
+    val_images: Annotated[int | None, typer.Option(min=1, help="Validation frames, from unseen seeds "
+                                                                "(default: 20 % of --images)")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice")] = 0,
+    frames_per_clip: Annotated[int, typer.Option(min=1, help="Frames taken from each clip")] = 12,
+    size: Annotated[str | None, typer.Option(help="Image size WIDTHxHEIGHT (default: varied per clip)")] = None,
+) -> None:
+    from vision.dataset import render_dataset
+
+    data = render_dataset(out, images, seed, val_images, frames_per_clip, _size(size), _progress)
+    typer.echo(f"wrote {data}")
+
+
+@app.command("train", help="Train the YOLO detector on the CPU from renders of the synthetic camera (built from "
+             "the model's yaml, nothing downloaded); writes best.pt, best.onnx (fixed size, no NMS) and "
+             "metrics.json. Example: lintas vision train --images 600 --epochs 40 --imgsz 320 --out out/model "
+             "--seed 17")
+def train(
+    out: Annotated[Path, typer.Option(help="Output folder")],
+    images: Annotated[int, typer.Option(min=1, help="Training frames to render (ignored with --data)")] = 600,
+    val_images: Annotated[int | None, typer.Option(min=1, help="Validation frames (unseen seeds)")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 40,
+    imgsz: Annotated[int, typer.Option(min=32, help="Training and export size (a multiple of 32)")] = 320,
+    seed: Annotated[int, typer.Option(help="Seed of the renders and the training")] = 0,
+    model: Annotated[str, typer.Option(help="Ultralytics model yaml (never a .pt name: that would download)")] =
+        "yolov8n.yaml",
+    batch: Annotated[int, typer.Option(min=1)] = 16,
+    data: Annotated[Path | None, typer.Option(help="An existing data.yaml (skips rendering)")] = None,
+    frames_per_clip: Annotated[int, typer.Option(min=1)] = 12,
+    size: Annotated[str | None, typer.Option(help="Rendered image size WIDTHxHEIGHT (default: varied)")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads (default: up to 2)")] = None,
+) -> None:
+    from vision.train import TrainingInstallMissing, require_training
+    from vision.train import train as run_train
+
+    try:
+        require_training()
+    except TrainingInstallMissing as exc:
+        raise CommandError(str(exc)) from None
+    if imgsz % 32:
+        raise CommandError(f"--imgsz must be a multiple of 32, got {imgsz}")
+    if not model.endswith((".yaml", ".yml")):
+        raise CommandError(f"--model must be a model yaml such as yolov8n.yaml (a .pt name would be downloaded), "
+                           f"got {model!r}")
+    if data is None:
+        from vision.dataset import render_dataset
+
+        data = render_dataset(out / "data", images, seed, val_images, frames_per_clip, _size(size), _progress)
+        typer.echo(f"rendered {data}", err=True)
+    elif not data.is_file():
+        raise CommandError(f"--data: no such file {data}")
+    metrics = run_train(data, out, epochs, imgsz, seed, model, batch, threads)
+    typer.echo(json.dumps(metrics, indent=2))
+    typer.echo(f"wrote {out / 'best.pt'}, {out / 'best.onnx'}, {out / 'metrics.json'}")

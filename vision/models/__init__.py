@@ -1,0 +1,1 @@
+"""The shipped detector (see MODEL_CARD.md)."""
