@@ -370,3 +370,33 @@ def bench_traffic(
         typer.echo(f"lintas: error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"wrote {out / 'traffic.json'}")
+
+
+@app.command("vision", help="The detector: mAP50 on held-out renders (seeds unseen in training), frames per second "
+             "at 320 px on one core for the ONNX and the .pt path side by side (detector alone and with tracking "
+             "and counting), and the count error against SUMO's truth on rendered clips, day and night. "
+             "Example: lintas bench vision --images 120 --clip-seconds 120")
+def bench_vision(
+    onnx: Annotated[Path | None, typer.Option(help="ONNX model (default: the shipped one)")] = None,
+    pt: Annotated[Path | None, typer.Option(help=".pt model (default: the shipped one, when Ultralytics is "
+                                                 "installed)")] = None,
+    images: Annotated[int, typer.Option(min=1, help="Held-out frames")] = 120,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out split")] = 2026,
+    clip_seconds: Annotated[float, typer.Option(min=1.0, help="Simulated seconds of each counting clip")] = 120.0,
+    fps: Annotated[float, typer.Option(min=1.0, help="Frames per second of the counting clips")] = 5.0,
+    out: Annotated[Path, typer.Option()] = Path("benchmarks/results"),
+) -> None:
+    import importlib.util
+
+    from benchmarks import vision
+    from vision.detect import SHIPPED_ONNX, SHIPPED_PT, DetectorError
+
+    onnx = onnx or SHIPPED_ONNX
+    if pt is None and importlib.util.find_spec("ultralytics") is not None and SHIPPED_PT.is_file():
+        pt = SHIPPED_PT
+    try:
+        doc = vision.run(onnx, pt, images=images, seed=seed, clip_seconds=clip_seconds, fps=fps, out=out)
+    except DetectorError as exc:
+        raise CommandError(str(exc)) from None
+    vision.print_table(doc)
+    typer.echo(f"wrote {out / 'vision.json'}")

@@ -8,6 +8,7 @@ loads neither.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -218,7 +219,10 @@ def train(
     data: Annotated[Path | None, typer.Option(help="An existing data.yaml (skips rendering)")] = None,
     frames_per_clip: Annotated[int, typer.Option(min=1)] = 12,
     size: Annotated[str | None, typer.Option(help="Rendered image size WIDTHxHEIGHT (default: varied)")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch threads (default: up to 2)")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads (default 1; 2 on an idle 2-core "
+                                                               "machine)")] = None,
+    hours: Annotated[float | None, typer.Option(min=0.01, help="Train for this wall time instead of --epochs "
+                                                               "(the schedule is fitted to it)")] = None,
 ) -> None:
     from vision.train import TrainingInstallMissing, require_training
     from vision.train import train as run_train
@@ -239,6 +243,7 @@ def train(
         typer.echo(f"rendered {data}", err=True)
     elif not data.is_file():
         raise CommandError(f"--data: no such file {data}")
-    metrics = run_train(data, out, epochs, imgsz, seed, model, batch, threads)
+    metrics = run_train(data, out, epochs, imgsz, seed, model, batch, threads, hours=hours,
+                        verbose=bool(os.environ.get("LINTAS_TRAIN_VERBOSE")))
     typer.echo(json.dumps(metrics, indent=2))
     typer.echo(f"wrote {out / 'best.pt'}, {out / 'best.onnx'}, {out / 'metrics.json'}")
