@@ -165,7 +165,17 @@ def _network_from_scenario(path: Path):
         raise CommandError(str(exc)) from None
 
 
+def _camera_feed():
+    """For ``lintas simulate --cameras``: what renders the cameras' frames, detects, tracks and counts (vision/, the
+    [vision] install), handed to the runs (simulation/ may not import vision/)."""
+    try:
+        from vision.insim import loop_cameras
+    except ModuleNotFoundError as exc:
+        raise _missing_install(exc, "--cameras") from None
+    return loop_cameras
+
+
 def main() -> None:
     """The ``lintas`` entry point."""
     logging.basicConfig(level=os.environ.get("LINTAS_LOG", "WARNING"), format="%(asctime)s %(name)s %(message)s")
-    app(prog_name="lintas", obj={"network_from_scenario": _network_from_scenario})
+    app(prog_name="lintas", obj={"network_from_scenario": _network_from_scenario, "camera_feed": _camera_feed})

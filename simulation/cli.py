@@ -24,17 +24,21 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 JOBS = max(1, min(2, os.cpu_count() or 1))
 
+#: ctx.obj key of the function the command tree passes down that gives the camera feed for --cameras (it renders,
+#: detects and counts: vision's work, which simulation/ may not import)
+CAMERA_FEED = "camera_feed"
+
 
 def _check(scenario: Path, policies: list[str], transport: str = "inproc", controllers: str = "inprocess",
            local_plan: Path | None = None, dead: str | None = None, end: float | None = None,
-           sumo_args: list[str] | None = None, gui: bool = False):
+           sumo_args: list[str] | None = None, gui: bool = False, cameras: tuple[str, ...] = ()):
     """check_request, its errors as one-line command errors."""
     from simulation.experiments.batch import RequestError, check_request
     from simulation.sumo.scenario import ScenarioError
 
     try:
         scn, _net, compiled = check_request(scenario, policies, transport, controllers, local_plan, dead, end,
-                                            sumo_args, gui=gui)
+                                            sumo_args, gui=gui, cameras=cameras)
         return scn, compiled
     except (RequestError, ScenarioError) as exc:
         raise CommandError(str(exc)) from None
@@ -205,6 +209,7 @@ def check_cluster(executor: str, scheduler: str | None, *, connect: bool = True)
              "are written all the same), 130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM (the finished runs are "
              "written in both).")
 def simulate(
+    ctx: typer.Context,
     scenario: Annotated[Path, typer.Argument(help=".sumocfg file or a folder holding one")],
     policy: PolicyOpt = ["maxpressure"],  # noqa: B006
     seeds: Annotated[int, typer.Option(min=1, help="Seeds 1..N for each policy")] = 1,
@@ -232,6 +237,10 @@ def simulate(
     resume: Annotated[bool, typer.Option("--resume", help="Go on from the work folder's journal: run only the "
                                                           "(policy, seed) pairs it lacks (the same request "
                                                           "only; --seeds may grow)")] = False,
+    cameras: Annotated[str | None, typer.Option("--cameras", help="Junctions (comma-separated) whose lane-area "
+                                                                  "detectors are replaced by rendered cameras: "
+                                                                  "frames through the detector, tracker and counter "
+                                                                  "(the [vision] install; docs/vision.md)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     executor: ExecutorOpt = "local",
     scheduler: SchedulerOpt = None,
@@ -254,7 +263,17 @@ def simulate(
         incidents = [parse_incident(x) for x in incident]
     except ValueError as exc:
         raise CommandError(f"--incident {exc}") from None
-    scn, compiled = _check(scenario, policy, transport, controllers, local_plan, dead, end, sumo_arg, gui=gui)
+    cams = tuple(c.strip() for c in cameras.split(",") if c.strip()) if cameras else ()
+    if cameras is not None and not cams:
+        raise CommandError("--cameras: expected junction ids, e.g. --cameras J1,J2")
+    feed = None
+    if cams:  # what renders, detects and counts comes from the command tree: simulation/ never imports vision/
+        feed = (ctx.obj or {}).get(CAMERA_FEED)
+        if feed is None:
+            raise CommandError("--cameras: no camera feed here (run it through the lintas command)")
+        feed = feed()
+    scn, compiled = _check(scenario, policy, transport, controllers, local_plan, dead, end, sumo_arg, gui=gui,
+                           cameras=cams)
     check_cluster(executor, scheduler)
     try:
         params = parse_params(param, policy)
@@ -277,7 +296,7 @@ def simulate(
     request = request_identity(scn, policy, transport=transport, controllers=controllers, sumo_args=sumo_arg,
                                end=end, traci=traci, gui=gui, params=params, fail_detectors=fail_detectors,
                                dead=dead, local_plan=plan, save_tls_states=save_tls_states,
-                               sumo_version=sumo_version())
+                               sumo_version=sumo_version(), cameras=cams)
     if incidents:
         request["incidents"] = [str(x) for x in incidents]
 
@@ -286,8 +305,8 @@ def simulate(
             scenario, policy, seeds, transport=transport, out_dir=work.resolve(), sumo_args=sumo_arg, end=end,
             controllers=controllers, jobs=1 if (gui or traci) else jobs, traci=traci or gui, gui=gui, quiet=quiet,
             params=params, fail_detectors=fail_detectors, dead=dead, local_plan=plan,
-            save_tls_states=save_tls_states, on_error=_err, on_done=on_done, skip=skip, stop=stop,
-            executor=executor, scheduler=scheduler,
+            save_tls_states=save_tls_states, cameras=cams, camera_feed=feed, on_error=_err, on_done=on_done,
+            skip=skip, stop=stop, executor=executor, scheduler=scheduler,
             incidents=incidents, bus_tap=bus_tap,
         )
 

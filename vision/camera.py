@@ -231,8 +231,9 @@ def load_config(path: str | Path, *, source: str | None = None, network: Path | 
         raise CameraConfigError(f"{path}: health.{unknown[0]}: unknown key (known: {', '.join(sorted(_HEALTH_KEYS))})")
     hv = {k: _get(health, k, float, path, "health.", default=None) for k in _HEALTH_KEYS}
     for k, v in hv.items():
-        if v is not None and not v > 0:
-            raise CameraConfigError(f"{path}: health.{k}: must be above 0, got {v:g}")
+        if v is not None and not (v > 0 and (k != "late_fraction" or v <= 1)):
+            raise CameraConfigError(f"{path}: health.{k}: must be above 0{' and at most 1' * (k == 'late_fraction')}, "
+                                    f"got {v:g}")
 
     zones, lines, ids = [], [], set()
     for key, items in (("zones", raw.get("zones", [])), ("lines", raw.get("lines", []))):
@@ -316,6 +317,18 @@ def _published(cfg: CameraConfig) -> dict[str, str]:
 
 
 # -- the pipeline: frames in, counts out --------------------------------------------------------------------------
+def class_names(detector) -> list[str]:
+    """The detector's class names in class-id order (vision/detect.py: ``names``, id -> name)."""
+    names = detector.names
+    return [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
+
+
+def detect(detector, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(boxes xyxy [n, 4], class ids [n], scores [n]) of ``detector.detect(image)``."""
+    d = detector.detect(image)
+    return d.boxes, d.classes, d.scores
+
+
 class Pipeline:
     """Detector, tracker and counter for one camera. ``process(frame)`` per frame; ``readings()`` the published
     zones' readings as of the last frame; ``counter.totals()`` the crossings."""
@@ -324,14 +337,14 @@ class Pipeline:
         self.cfg = cfg
         self.detector = detector
         self.tracker = ByteTracker(fps=fps or 10.0)
-        self.counter = CameraCounter(cfg.zones, cfg.lines, list(detector.class_names), anchor=cfg.anchor,
+        self.counter = CameraCounter(cfg.zones, cfg.lines, class_names(detector), anchor=cfg.anchor,
                                      margin_px=cfg.margin_px, halt_px_s=cfg.halt_px_s, ground=cfg.ground,
                                      halt_m_s=cfg.halt_m_s, zone_tracks=cfg.zone_tracks)
         self.frames = 0
 
     def process(self, frame: Frame, where: str = "the source") -> list[Crossing]:
         self.cfg.check_frame(frame.image, where)
-        boxes, cls, scores = self.detector.detect(frame.image)
+        boxes, cls, scores = detect(self.detector, frame.image)
         tracks = self.tracker.update(frame.time, boxes, cls, scores)
         self.frames += 1
         return self.counter.update(frame.time, tracks)
@@ -379,13 +392,15 @@ class CameraWorker:
 
     def __init__(self, cfg: CameraConfig, detector, publish: Callable[[bytes, m.Message], None], *,
                  opener: Callable[[], object] | None = None, now: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep, realtime: bool = True, loop: bool = False) -> None:
+                 sleep: Callable[[float], None] = time.sleep, realtime: bool = True, loop: bool = False,
+                 on_open: Callable[[], object] | None = None) -> None:
         self.cfg = cfg
         self.detector = detector
         self.publish = publish
         self.opener = opener or (lambda: open_source(cfg.source, base=cfg.base, fps=cfg.fps))
         self.now, self.sleep = now, sleep
         self.realtime, self.loop = realtime, loop
+        self.on_open = on_open  # called once, when the source first opened (a banner)
         self.health = Health()
         self.pipeline: Pipeline | None = None
         self.src = None
@@ -401,6 +416,7 @@ class CameraWorker:
         self._retry_at = 0.0
         self._dead_said = False
         self._t0: float | None = None  # wall time of a file's first frame (pacing)
+        self._dropped_seen = 0
         self._ft0 = 0.0
 
     # -- health ------------------------------------------------------------------------------------------------
@@ -444,7 +460,10 @@ class CameraWorker:
             self.health.reconnects += 1
         if self.pipeline is None:
             self.pipeline = Pipeline(self.cfg, self.detector, fps=getattr(self.src, "fps", None))
+            if self.on_open is not None:
+                self.on_open()
         self._t0 = None
+        self._dropped_seen = 0
         return True
 
     def _lose(self, why: str) -> None:
@@ -495,6 +514,13 @@ class CameraWorker:
                 return True
             if due > t:
                 self.sleep(due - t)
+        dropped = getattr(self.src, "dropped", 0)  # a live stream's frames that came while the last was counted
+        if dropped > self._dropped_seen:
+            n = dropped - self._dropped_seen
+            self._dropped_seen = dropped
+            self.health.skipped += n
+            self._interval_frames += n
+            self._interval_late += n
         t_read = self.now()
         crossings = self.pipeline.process(frame, str(self.cfg.source))
         done = self.now()
@@ -502,10 +528,9 @@ class CameraWorker:
         self.health.crossings += len(crossings)
         for c in crossings:
             log.info("camera %s: %s crossed %s (%s)", self.cfg.id, c.cls, c.line, c.direction)
-        fps = self.src.fps or 10.0
         self._interval_frames += 1
-        if done - t_read > 1.0 / fps:
-            self.health.late += 1
+        if not self.src.live and self.src.fps and done - t_read > 1.0 / self.src.fps:
+            self.health.late += 1  # a recorded source: slower than its frame rate (a stream's show as dropped)
             self._interval_late += 1
         if self.health.state in ("lost", "dead", "starting"):
             if self.health.state != "starting":
@@ -538,11 +563,12 @@ class CameraWorker:
                 self._fault(m.FaultKind.CAMERA_LATE, f"{late} of {n} frames late in the last {self.period:g} s")
         elif self.health.state == "late":
             self._set("ok")
-        if not self._fresh or self.pipeline is None:
-            return
+        if not self._fresh or self.pipeline is None or not self.cfg.published:
+            return  # nothing new, or nothing the engine reads (a camera of lines only)
         self._fresh = False
-        batch = m.DetectorBatch(source=self.cfg.id, time=tick, interval=self.period,
-                                readings=self.pipeline.readings())
+        rs = self.pipeline.readings()
+        batch = m.detector_batch(self.cfg.id, tick, [r.count for r in rs], [r.occupancy for r in rs],
+                                 [r.halting for r in rs], detectors=[r.detector for r in rs], interval=self.period)
         self._send(m.TOPIC_DETECTORS, batch)
         self.health.batches += 1
 

@@ -39,12 +39,7 @@ def _config(config: Path, source: str | None, network: Path | None):
 
 def _detector(cfg, model: Path | None):
     """The detector of ``--model``, else the config's ``model``, else the shipped one."""
-    try:
-        from vision.detect import DetectorError, load_detector
-    except ModuleNotFoundError as exc:
-        if exc.name != "vision.detect":
-            raise
-        raise CommandError("no detector backends in this build (vision/detect.py is missing)") from None
+    from vision.detect import DetectorError, load_detector
 
     path = model if model is not None else cfg.model
     try:
@@ -138,7 +133,11 @@ def camera(
         raise endpoint_error(exc, {"--bus-in": bus_in}) from None
     except SecurityError as exc:
         raise CommandError(str(exc)) from None
-    worker = CameraWorker(cfg, det, pub.publish, realtime=realtime, loop=loop)
+    def banner() -> None:
+        typer.echo(f"camera {cfg.id}: {cfg.source} -> {bus_in}, {len(cfg.published)} zone(s) published as "
+                   f"{', '.join(cfg.published.values()) or '-'}, {len(cfg.lines)} line(s)")
+
+    worker = CameraWorker(cfg, det, pub.publish, realtime=realtime, loop=loop, on_open=banner)
     stopping: list[int] = []
 
     def on_signal(signum, _frame):
@@ -146,8 +145,6 @@ def camera(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    typer.echo(f"camera {cfg.id}: {cfg.source} -> {bus_in}, {len(cfg.published)} zone(s) published as "
-               f"{', '.join(cfg.published.values()) or '-'}, {len(cfg.lines)} line(s)")
     try:
         health = worker.run(stop=lambda: bool(stopping))
     except (SourceError, CameraConfigError) as exc:

@@ -116,20 +116,26 @@ class ImageFolder:
 
 class Stream:
     """A live stream (RTSP, HTTP, ...) through OpenCV's FFmpeg backend. Opening it may fail (the camera is away):
-    :class:`SourceError`; a read that fails returns None (contact lost: close it and open a new one)."""
+    :class:`SourceError`. A thread reads frames as they come and keeps only the latest, so a worker slower than the
+    camera counts current frames (never a backlog); the frames it never took are counted in ``dropped``. ``read()``
+    waits up to ``read_timeout_s`` for a new frame and returns None when none came or the stream failed (contact
+    lost: close it and open a new one)."""
 
     live = True
 
     def __init__(self, url: str, *, open_timeout_s: float = 5.0, read_timeout_s: float = 5.0,
                  now: Callable[[], float] = time.time) -> None:
+        import threading
+
         cv2 = _cv2()
         self.url = url
         self.now = now
+        self.read_timeout_s = read_timeout_s
         params = []
         timeouts = (("CAP_PROP_OPEN_TIMEOUT_MSEC", open_timeout_s), ("CAP_PROP_READ_TIMEOUT_MSEC", read_timeout_s))
-        for name, ms in timeouts:
+        for name, sec in timeouts:
             if hasattr(cv2, name):
-                params += [getattr(cv2, name), int(ms * 1000)]
+                params += [getattr(cv2, name), int(sec * 1000)]
         self.cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params) if params else cv2.VideoCapture(url)
         if not self.cap.isOpened():
             self.cap.release()
@@ -137,16 +143,37 @@ class Stream:
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0.0 < fps < 1000.0 else None
         self.index = 0
+        self.dropped = 0
+        self._latest: Frame | None = None
+        self._failed = False
+        self._closing = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._pull, name=f"lintas-stream-{url}", daemon=True)
+        self._thread.start()
+
+    def _pull(self) -> None:
+        while not self._closing:
+            ok, img = self.cap.read()
+            with self._cond:
+                if not ok or img is None:
+                    self._failed = True
+                    self._cond.notify_all()
+                    return
+                if self._latest is not None:
+                    self.dropped += 1
+                self._latest = Frame(img, self.now(), self.index)
+                self.index += 1
+                self._cond.notify_all()
 
     def read(self) -> Frame | None:
-        ok, img = self.cap.read()
-        if not ok or img is None:
-            return None
-        f = Frame(img, self.now(), self.index)
-        self.index += 1
-        return f
+        with self._cond:
+            self._cond.wait_for(lambda: self._latest is not None or self._failed, timeout=self.read_timeout_s)
+            f, self._latest = self._latest, None
+            return f
 
     def close(self) -> None:
+        self._closing = True
+        self._thread.join(self.read_timeout_s + 1.0)
         self.cap.release()
 
 

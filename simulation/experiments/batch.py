@@ -52,7 +52,8 @@ class RequestError(ValueError):
 
 def check_request(scenario: Path, policies: list[str], transport: str = "inproc", controllers: str = "inprocess",
                   local_plan: Path | None = None, dead: str | None = None, end: float | None = None,
-                  sumo_args: list[str] | None = None, *, gui: bool = False) -> tuple[Scenario, Network, CompileReport]:
+                  sumo_args: list[str] | None = None, *, gui: bool = False, cameras: Sequence[str] = ()
+                  ) -> tuple[Scenario, Network, CompileReport]:
     """The scenario, its compiled network and what compiling it noticed (the report shows that), once every
     option is known to be valid: before any run starts, so a typo costs nothing. :class:`RequestError`
     (options) or :class:`ScenarioError` (files) otherwise."""
@@ -94,6 +95,10 @@ def check_request(scenario: Path, policies: list[str], transport: str = "inproc"
             load_plan(local_plan).check_network(net.junctions)
         except PlanError as exc:
             raise RequestError(str(exc)) from None
+    if cameras:
+        from simulation.sumo.cameras import check_cameras
+
+        check_cameras(net, cameras)
     return scn, net, rep
 
 
@@ -249,6 +254,8 @@ def simulate_runs(
     dead: str | None = None,
     local_plan: Path | None = None,
     save_tls_states: bool = False,
+    cameras: Sequence[str] = (),
+    camera_feed=None,
     on_error=None,
     on_done=None,
     skip: Collection[tuple[str, int]] = (),
@@ -265,7 +272,7 @@ def simulate_runs(
         RunSpec(scenario, p, s, out_dir, transport=transport, controllers=controllers, sumo_args=list(sumo_args or []),
                 end=end, use_traci=traci, gui=gui, params=params_for(p, params), fail_detectors=fail_detectors,
                 dead=dead, local_plan=local_plan, save_tls_states=save_tls_states, incidents=list(incidents),
-                bus_tap=bus_tap)
+                bus_tap=bus_tap, cameras=tuple(cameras), camera_feed=camera_feed)
         for p in policies
         for s in range(1, seeds + 1)
         if (p, s) not in skip

@@ -165,7 +165,7 @@ def _hash_files(paths: Iterable[Path]) -> str:
 def request_identity(scenario, policies: Sequence[str], *, transport: str, controllers: str,
                      sumo_args: Sequence[str], end: float | None, traci: bool, gui: bool,
                      params: dict[str, float], fail_detectors: float, dead: str | None, local_plan: Path | None,
-                     save_tls_states: bool, sumo_version: str) -> dict[str, Any]:
+                     save_tls_states: bool, sumo_version: str, cameras: Sequence[str] = ()) -> dict[str, Any]:
     """What a run's figures depend on, as plain JSON values: a journal answers one such request. ``scenario``
     is a loaded :class:`~simulation.sumo.scenario.Scenario` (its files are hashed: an edited route file is
     another request)."""
@@ -187,6 +187,8 @@ def request_identity(scenario, policies: Sequence[str], *, transport: str, contr
         "local_plan_file": None if local_plan is None else _hash_files([local_plan]),
         "save_tls_states": bool(save_tls_states),
         "sumo_version": sumo_version,
+        # only when given: a journal written before --cameras existed answers the same request without them
+        **({"cameras": list(cameras)} if cameras else {}),
     }
 
 

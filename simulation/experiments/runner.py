@@ -43,6 +43,7 @@ from engine.protocol.messages import Mode, TickPhase
 from simulation.experiments import metrics
 from simulation.experiments.policies import LINTAS_POLICIES, SUMO_POLICIES
 from simulation.sumo import baselines
+from simulation.sumo.cameras import FeedFactory, camera_sites, site_vehicles
 from simulation.sumo.field import SumoField
 from simulation.sumo.incident import IncidentInjector
 from simulation.sumo.locks import LockWatch
@@ -65,7 +66,8 @@ PED_BIKE_KEYS = ("persons", "persons_unfinished", "ped_delay_s", "ped_wait_max_s
 
 EXTRA_KEYS = ("wall_s", "transport", "step_length", "dead_detectors", "co2_kg", "commands_sent",
               "commands_accepted", "commands_refused", "faults", "fault_junctions", "failsafe_s", "fallbacks",
-              "dropped_messages", "random_demand", "locks", "lock_events", "incidents_injected", *PED_BIKE_KEYS)
+              "dropped_messages", "random_demand", "locks", "lock_events", "incidents_injected", "cameras",
+              *PED_BIKE_KEYS)
 SUMO_LOG = "sumo.log"  # in each run's folder: what SUMO (and the run) wrote to stderr
 TLS_STATES = "tls_states.xml"  # in each run's folder with RunSpec.save_tls_states: SUMO's SaveTLSStates record
 
@@ -110,6 +112,8 @@ class RunSpec:
     on_tick: Callable | None = None
     incidents: list = field(default_factory=list)  # simulation.sumo.incident.IncidentSpec: vehicles stopped in a lane
     bus_tap: str | None = None  # also publish detector batches and controller states to this bus (its bus_in)
+    cameras: tuple[str, ...] = ()  # junctions whose lane-area detectors are replaced by rendered cameras
+    camera_feed: FeedFactory | None = None  # what renders, detects and counts them (passed down by the command tree)
 
 
 def run_one(spec: RunSpec, progress=None) -> dict:
@@ -228,8 +232,15 @@ def _run_one(spec: RunSpec, progress=None) -> dict:
                 queue = _run_sumo_alone(field_, locks, begin, end, progress, injector, spec.bus_tap)
                 loop_stats: dict = {}
             else:
-                queue, loop_stats = _run_closed_loop(field_, locks, net, spec, begin, end, progress, run_dir,
-                                                     injector)
+                cams = _Cameras(field_, net, scn.net_file, spec) if spec.cameras else None
+                try:
+                    queue, loop_stats = _run_closed_loop(field_, locks, net, spec, begin, end, progress, run_dir,
+                                                         injector, cams)
+                finally:
+                    if cams is not None:
+                        cams.close()
+                if cams is not None:
+                    loop_stats["cameras"] = cams.stats()
         finally:
             field_.close()
     wall = time.perf_counter() - wall0
@@ -534,8 +545,60 @@ def controller_totals(counted: dict[str, dict | None], states: dict[str, m.Contr
             "fallbacks": total("fallbacks")}
 
 
+class _Cameras:
+    """The cameras of ``--cameras`` in one run: each tick the vehicles of their sites go to the feed, and its
+    readings replace the lane-area detectors' of those lanes in the batch (simulation/sumo/cameras.py)."""
+
+    def __init__(self, field_: SumoField, net: Network, net_file: Path, spec: RunSpec) -> None:
+        if spec.camera_feed is None:
+            raise RunError("--cameras needs a camera feed (the [vision] install, through the lintas command)")
+        self.conn = field_.conn
+        self.sites = camera_sites(field_.conn, net, net_file, spec.cameras)
+        self.shapes: dict = {}
+        self.feed = spec.camera_feed(self.sites, spec.seed)
+        self.replaced = set(self.feed.detectors) - field_.dead
+        self.det_index = {d: i for i, d in enumerate(net.det_ids)}
+        self.errors = {"ticks": 0, "count_abs": 0.0, "count_bias": 0.0, "halting_abs": 0.0, "readings": 0}
+
+    def batch(self, t: float, batch: m.DetectorBatch) -> m.DetectorBatch:
+        """The field's batch with the cameras' readings in place of the lane-area detectors' they stand for."""
+        import numpy as np
+
+        readings = self.feed.step(t, site_vehicles(self.conn, self.sites, self.shapes))
+        cols = m.batch_columns(batch)
+        count, occ = cols.count.copy(), cols.occupancy.copy()
+        halt = cols.halting.copy() if cols.halting.size else np.zeros(count.shape[0], np.int32)
+        at = {int(d): k for k, d in enumerate(cols.index.tolist())}  # detector table index -> column
+        e = self.errors
+        e["ticks"] += 1
+        for r in readings:
+            k = at.get(self.det_index[r.detector]) if r.detector in self.replaced else None
+            if k is None:  # a dead detector: nothing of it is sent
+                continue
+            # against the lane-area detector it replaces: SUMO's own count of the same ground
+            e["readings"] += 1
+            e["count_abs"] += abs(r.count - int(count[k]))
+            e["count_bias"] += r.count - int(count[k])
+            e["halting_abs"] += abs(r.halting - int(halt[k]))
+            count[k], occ[k], halt[k] = r.count, r.occupancy, r.halting
+        return m.detector_batch(batch.source, batch.time, count, occ, halt, index=cols.index, layout=cols.layout,
+                                interval=batch.interval)
+
+    def stats(self) -> dict:
+        e, n = self.errors, max(self.errors["readings"], 1)
+        return {"junctions": sorted({s.junction for s in self.sites}), "sites": len(self.sites),
+                "detectors": len(self.replaced),
+                # per reading, against the lane-area detector each replaced (vehicles in the zone, and halting)
+                "count_mae": round(e["count_abs"] / n, 3), "count_bias": round(e["count_bias"] / n, 3),
+                "halting_mae": round(e["halting_abs"] / n, 3), **self.feed.stats()}
+
+    def close(self) -> None:
+        self.feed.close()
+
+
 def _run_closed_loop(field_: SumoField, locks: LockWatch, net: Network, spec: RunSpec, begin: float, end: float,
-                     progress, run_dir: Path | None = None, injector: IncidentInjector | None = None):
+                     progress, run_dir: Path | None = None, injector: IncidentInjector | None = None,
+                     cams: _Cameras | None = None):
     import numpy as np
 
     city = City(net, spec, field_, run_dir)
@@ -560,6 +623,8 @@ def _run_closed_loop(field_: SumoField, locks: LockWatch, net: Network, spec: Ru
         step = 0
         while t < end:
             batch = field_.read(t)
+            if cams is not None:
+                batch = cams.batch(t, batch)
             locks.sample(t)
             states = city.tick(t, step, batch, wait=max(30.0, 4 * spec.lockstep_wait))
             for jid, st in states.items():
