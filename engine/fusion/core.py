@@ -121,7 +121,7 @@ class Fusion:
         model.update_rate(cfg, lanes, r, dt)
         ref = self.reference
         dep = model.departures(lay, cfg, lanes, r, t, dt, reference=ref)
-        upstream.track_en_route(lay, cfg, lanes, dep.outflow, dep.gp, dep.green_mov, dt)
+        feed = upstream.track_en_route(lay, cfg, lanes, dep.outflow, dep.gp, dep.green_mov, dt)
         model.predict(cfg, lanes, r, dep.outflow, dt)
         model.correct(lay, cfg, lanes, r)
         (model.shift_profile_reference if ref else model.shift_profile)(lay, lanes, r)
@@ -136,6 +136,7 @@ class Fusion:
         if borrowed.any():
             model.lend_group_flow(lay, lanes, out, r.any_ok, borrowed)
         model.wait_and_space(lay, lanes, out, r.any_ok, dep.left, q, t)
+        model.link_space(lay, cfg, lanes, out, r, dep, feed, q)
         model.predicted_profile(lay, lanes, out, r, q, en_route, known, reference=ref)
         if borrowed.any():
             model.lend_group_profile(lay, out, r.any_ok, borrowed)

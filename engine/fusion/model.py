@@ -275,6 +275,32 @@ def wait_and_space(layout: FusionLayout, lanes: LaneState, out: FusionOutputs, a
     out.space[:] = layout.capacity - q
 
 
+def link_space(layout: FusionLayout, cfg: FusionConfig, lanes: LaneState, out: FusionOutputs, r: Readings,
+               dep: Departures, feed: np.ndarray, q: np.ndarray) -> None:
+    """Free storage counts the vehicles upstream of the detection range too, by conservation per approach: the
+    departures this engine's junctions send towards it, less the vehicles entering its lanes' detection range
+    (camera: its count's change plus the departures; else the advance loop). A queue longer than the camera's
+    reach is then seen (the camera's halting count alone stops at its zone; docs/adaptive.md, 'Locks')."""
+    # where a lane of the approach has neither camera nor advance loop the entries are unknown: no estimate
+    app, n_app = layout.app, layout.n_apps
+    seen = r.cam_ok | r.adv_ok
+    entries = np.where(r.cam_ok, np.maximum(r.cam_up - r.cam_dn + dep.outflow, 0.0), np.where(r.adv_ok, r.adv_n, 0.0))
+    valid = np.bincount(app, weights=(~seen).astype(np.float64), minlength=n_app) == 0
+    cap_b = np.bincount(app, weights=layout.beyond_cap, minlength=n_app)
+    b = lanes.beyond + feed - np.bincount(app, weights=entries, minlength=n_app)
+    # free flow in the whole detection range: what is beyond it is at most what is still on its way
+    jam = np.where(r.cam_ok, r.cam_h >= 0.5 * layout.cam_cap, lanes.adv_cover > 0)
+    free = np.bincount(app, weights=jam.astype(np.float64), minlength=n_app) == 0
+    tt = np.zeros(n_app)
+    np.maximum.at(tt, app, layout.beyond_cap * cfg.jam_spacing / layout.speed)
+    b = np.where(free, np.minimum(b, lanes.feed_rate * tt + 1.0), b)
+    lanes.beyond = np.where(valid & (cap_b > 0), np.clip(b, 0.0, cap_b + 1.0), 0.0)
+    share = np.where(cap_b[app] > 0, layout.beyond_cap / np.maximum(cap_b[app], 1e-9), 0.0)
+    vis = np.where(r.cam_ok, r.cam_n, lanes.x)
+    occ = np.maximum(q, vis + lanes.beyond[app] * share)
+    out.space[:] = np.minimum(out.space, layout.capacity - occ)
+
+
 def predicted_profile(layout: FusionLayout, lanes: LaneState, out: FusionOutputs, r: Readings, q: np.ndarray,
                       en_route: np.ndarray, known: np.ndarray, reference: bool = False) -> None:
     """Profile: detected arrivals plus the moving vehicles not yet placed, spread over the detection range (the

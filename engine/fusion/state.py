@@ -68,6 +68,7 @@ class LaneState:
     red_for: np.ndarray  # s: since the lane last showed green
     en_route: np.ndarray  # veh [n_apps, n_up]: upstream departures towards each approach, due at its stop line in k s
     feed_rate: np.ndarray  # veh/s [n_apps]: smoothed departures towards each approach
+    beyond: np.ndarray  # veh [n_apps]: vehicles sent towards each approach not yet in its detection range
     green_phase: np.ndarray  # int64 [n_junctions]: green phase each junction reports (global index), or -1
     t: float = -NEVER  # s: time of the last batch integrated
 
@@ -81,7 +82,8 @@ class LaneState:
             cam_full=np.zeros(n_l), cam_prev=np.zeros(n_l), cam_prev_valid=np.zeros(n_l, dtype=np.bool_),
             last_cross=np.full(n_l, -NEVER), queue_since=np.full(n_l, np.inf), prof_det=np.zeros((n_l, H)),
             blind_q=np.zeros(n_l), red_for=np.zeros(n_l), en_route=np.zeros((layout.n_apps, layout.n_up)),
-            feed_rate=np.zeros(layout.n_apps), green_phase=np.full(layout.n_junctions, -1, dtype=np.int64),
+            feed_rate=np.zeros(layout.n_apps), beyond=np.zeros(layout.n_apps),
+            green_phase=np.full(layout.n_junctions, -1, dtype=np.int64),
         )
 
 

@@ -16,10 +16,11 @@ from engine.protocol import messages as m
 
 
 def track_en_route(layout: FusionLayout, cfg: FusionConfig, lanes: LaneState, outflow: np.ndarray, gp: np.ndarray,
-                   green_mov: np.ndarray, dt: float) -> None:
+                   green_mov: np.ndarray, dt: float) -> np.ndarray:
     """Shift the vehicles en route one second closer; add this tick's departures from every lane (measured,
     or modelled on green), shared equally among the lane's movements green now, at the free-flow travel time
-    to the stop line of the approach each movement leads to; smooth the feed of each approach."""
+    to the stop line of the approach each movement leads to; smooth the feed of each approach. Returns this
+    tick's departures towards each approach (veh [n_apps])."""
     er = lanes.en_route
     er[:, :-1] = er[:, 1:]
     er[:, -1] = 0.0
@@ -35,6 +36,7 @@ def track_en_route(layout: FusionLayout, cfg: FusionConfig, lanes: LaneState, ou
             np.add.at(feed, layout.mov_app[sel], dep[sel])
     a = dt / cfg.rate_tau
     lanes.feed_rate = (1 - a) * lanes.feed_rate + a * feed / max(dt, 1e-9)
+    return feed
 
 
 def add_feed(layout: FusionLayout, out: FusionOutputs) -> None:

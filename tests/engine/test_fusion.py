@@ -694,3 +694,36 @@ def test_fusion_with_its_kernels_equals_its_numpy_reference_bit_for_bit():
                 assert same, (t, k)
 
     check()
+
+
+def _spill_run(send_until, seconds, zone_full=True):
+    """L0 -> L1 (one junction, one green phase): L0's stop line sends a vehicle every 2 s until ``send_until``;
+    L1's camera (100 m of its 300 m) shows 13 standing vehicles (``zone_full``) or none, and nothing leaves L1.
+    Returns L1's space per second."""
+    net = small_net(one_phase=True)
+    net.mov_out_lane = np.array([1, -1], np.int32)
+    net.mov_out_lane_id = ["L1", ""]
+    f = Fusion(net)
+    f.set_signal(0, 0)
+    space = {}
+    n = 13 if zone_full else 0
+    for t in range(seconds):
+        vals = {"lintas_sl_L0": (int(t < send_until and t % 2 == 0), 0.5, 0),
+                "lintas_cam_L1": (n, 1.0 if zone_full else 0.0, n), "lintas_sl_L1": (0, 1.0 if zone_full else 0.0, 0),
+                "lintas_adv_L1": (0, 1.0 if zone_full else 0.0, 0)}
+        readings = [m.DetectorReading(d, *vals.get(d, (0, 0.0, 0))) for d in net.det_ids]
+        f.update(m.DetectorBatch(source="test", time=float(t), readings=readings))
+        space[t] = float(f.observations(float(t)).space[1])
+    return space
+
+
+def test_a_queue_beyond_the_cameras_reach_is_seen_from_the_upstream_departures():
+    """L1 stores 40 vehicles (300 m / 7.5 m); its camera sees 13 of them standing and nothing enters its zone.
+    The 30 vehicles L0 sends towards it in 60 s must be upstream of the camera: L1 is full (space < 1), which
+    the camera's halting count alone (space 27) would never show. With the zone empty, what is upstream of it
+    is at most what is still on its way: space comes back once L0 stops sending."""
+    space = _spill_run(send_until=60, seconds=70)
+    assert space[5] > 20.0
+    assert space[65] < 1.0
+    free = _spill_run(send_until=60, seconds=200, zone_full=False)
+    assert free[199] > 38.0
