@@ -326,6 +326,16 @@ class AdaptiveParam(IntEnum):
     # >= the largest demand (a change in the program's order costs no extra all-red; 0: free choice)
     PED_MAX_WAIT = 14  # s; a signalised crossing not green for this long makes the next phase one that shows it
     # green, after the current minimum green (a recall: there is no pedestrian detection; <= 0: off)
+    SPILL_SPACE = 15  # vehicles of free storage a movement's downstream lane must have for the movement to move
+    # (spill-back: a movement into a fuller lane is not served; default 1)
+    SPILL_ALL = 16  # >= 0.5: a lane moves in a phase only when every one of its movements there can (a shared
+    # lane's head vehicle blocks it when its own exit is full); else when one can (default 0)
+    SPILL_ENTRY = 17  # a movement from a lane no junction feeds (an entry of the controlled area) needs this
+    # fraction of its downstream lane's storage (lane_length / JAM_SPACING) free, when more than SPILL_SPACE:
+    # the last places of a lane are kept for the vehicles already inside (default 0: SPILL_SPACE for every lane)
+
+
+JAM_SPACING = 7.5  # m per standing vehicle: a lane's storage (as fusion counts it)
 
 
 class RandomParam(IntEnum):
@@ -377,6 +387,9 @@ DEFAULT_PARAMS: dict[str, np.ndarray] = {
             "SHIFT": 0.0,
             "ORDER_PREF": 0.0,
             "PED_MAX_WAIT": 60.0,
+            "SPILL_SPACE": 1.0,
+            "SPILL_ALL": 1.0,
+            "SPILL_ENTRY": 0.5,
         },
     ),
 }

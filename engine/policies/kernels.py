@@ -16,6 +16,7 @@ from .base import (
     HOLD,
     INTERVAL_GREEN,
     INTERVAL_OFFLINE,
+    JAM_SPACING,
     WEIGHT_DENSITY,
     WEIGHT_QUEUE,
     XORSHIFT_MULT,
@@ -295,6 +296,10 @@ _AD_STOP = int(AdaptiveParam.STOP_COST)
 _AD_SHIFT = int(AdaptiveParam.SHIFT)
 _AD_ORDER = int(AdaptiveParam.ORDER_PREF)
 _AD_PED = int(AdaptiveParam.PED_MAX_WAIT)
+_AD_SPILL = int(AdaptiveParam.SPILL_SPACE)
+_AD_SPILL_ALL = int(AdaptiveParam.SPILL_ALL)
+_AD_SPILL_ENTRY = int(AdaptiveParam.SPILL_ENTRY)
+_JAM = JAM_SPACING
 
 
 @njit(cache=True, inline="always")
@@ -308,15 +313,27 @@ def _first_in_phase(net, a, k):
 
 
 @njit(cache=True, inline="always")
-def _lane_open(net, space, p, lane):
-    """Some movement of phase p from ``lane`` can move: no downstream lane, or it has space >= 1."""
+def _lane_open(net, space, p, lane, need, spill, spill_all):
+    """Some movement of phase p from ``lane`` can move (every one, with ``spill_all``): no downstream lane, or
+    it has space >= ``need[lane]`` (``need[lane] < 0``: the larger of ``spill`` and -need[lane] times the
+    downstream lane's storage). A lane with no movement in p is not open."""
+    found = False
     for k in range(net.phase_mov_ptr[p], net.phase_mov_ptr[p + 1]):
         mv = net.phase_mov_idx[k]
         if net.mov_in_lane[mv] == lane:
             out = net.mov_out_lane[mv]
-            if out < 0 or space[out] >= 1.0:
+            ok = out < 0
+            if not ok:
+                nd = need[lane]
+                if nd < 0.0:
+                    nd = max(spill, -nd * net.lane_length[out] / _JAM)
+                ok = space[out] >= nd
+            if ok and not spill_all:
                 return True
-    return False
+            if not ok and spill_all:
+                return False
+            found = True
+    return found and spill_all
 
 
 @njit(cache=True, inline="always")
@@ -362,7 +379,9 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
     cum[l, k] = predicted arrivals on lane l within k s (sum of profile[l, 0:k]).
     demand(p) = sum over p's distinct open lanes l (first occurrence in p's movement order) of
     queue[l] + cum[l, ceil(SCORE_HORIZON)] + AGE_WEIGHT * wait[l]; a lane is open in p when one of
-    its movements in p has no downstream lane or space[out] >= 1.
+    its movements in p (every one with SPILL_ALL >= 0.5) has no downstream lane or space[out] >= need, need =
+    SPILL_SPACE, or for a lane that no movement of a junction feeds (an entry) max(SPILL_SPACE, SPILL_ENTRY x
+    lane_length[out] / JAM_SPACING) (spill-back: the last places of a lane are kept for vehicles inside).
     best = the phase != cur with the largest demand > 0 (ties: ring order from cur), or with RING >= 0.5
     the first phase after cur in ring order with demand > 0; none: -1. With ORDER_PREF > 0 (and RING < 0.5)
     that first phase in ring order is best when ORDER_PREF x its demand >= the largest demand.
@@ -414,6 +433,9 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
     shift = params[_AD_SHIFT]
     order_pref = params[_AD_ORDER]
     ped_max = params[_AD_PED]
+    spill = params[_AD_SPILL]
+    spill_all = params[_AD_SPILL_ALL] >= 0.5
+    spill_entry = params[_AD_SPILL_ENTRY]
     ptr = net.jn_phase_ptr
     _see_crossings(t, net, state)
     n_l = queue.shape[0]
@@ -431,10 +453,15 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                 cum[lane, k] = cum[lane, k - 1]
     mark = np.full(n_l, -1, dtype=np.int64)
     fed = np.zeros(n_l, dtype=np.bool_)  # lanes a movement of a Lintas junction feeds (platoons, planned)
-    if shift > 0.0:  # only SHIFT reads it: no pass over the movements per tick when it is off (the default)
+    if shift > 0.0 or spill_entry > 0.0:  # no pass over the movements per tick when both are off (the default)
         for mv in range(net.mov_out_lane.shape[0]):
             if net.mov_out_lane[mv] >= 0:
                 fed[net.mov_out_lane[mv]] = True
+    need = np.full(n_l, spill)  # free storage a movement from the lane needs downstream (< 0: a share of it)
+    if spill_entry > 0.0:
+        for lane in range(n_l):
+            if not fed[lane]:
+                need[lane] = -spill_entry
     ao = np.zeros(K + 1)
     s_best = np.zeros(K + 1)  # s_best[e]: arrivals on best's empty lanes within (n_lost, n_lost + e] s
     order = np.empty(max(_max_phases(ptr), 1), dtype=np.int64)
@@ -476,7 +503,7 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                 if not _first_in_phase(net, a, k):
                     continue
                 lane = net.mov_in_lane[net.phase_mov_idx[k]]
-                if _lane_open(net, space, p, lane):
+                if _lane_open(net, space, p, lane, need, spill, spill_all):
                     s += queue[lane] + cum[lane, n_score] + age_w * wait[lane]
                     qmax_p = max(qmax_p, queue[lane])
             if s > 0.0:
@@ -500,7 +527,7 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
         for k in range(a_c, b_c):
             lane = net.mov_in_lane[net.phase_mov_idx[k]]
             mark[lane] = 2 * j
-            if _lane_open(net, space, cur, lane):
+            if _lane_open(net, space, cur, lane, need, spill, spill_all):
                 qmax_c = max(qmax_c, queue[lane])
         q_o = 0.0
         wait_o = 0.0
@@ -534,7 +561,7 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                             moving = gap[lane] < 1.5 * sat or since < stall
                         else:
                             moving = not (gap[lane] >= stall and since >= stall)
-                        if queue[lane] >= 1.0 and moving and _lane_open(net, space, cur, lane):
+                        if queue[lane] >= 1.0 and moving and _lane_open(net, space, cur, lane, need, spill, spill_all):
                             extend = True
                             break
                 s_best[:] = 0.0
@@ -546,7 +573,7 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                         lane = net.mov_in_lane[net.phase_mov_idx[k]]
                         if mark[lane] != 2 * j + 1 or queue[lane] >= 1.0:
                             continue  # served by cur too, or a queue they would stop behind anyway
-                        if _lane_open(net, space, best, lane):
+                        if _lane_open(net, space, best, lane, need, spill, spill_all):
                             for e in range(1, e_max + 1):
                                 s_best[e] += cum[lane, e + n_lost] - cum[lane, n_lost]
                 for e in range(1, e_max + 1):
@@ -561,7 +588,7 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
                         lane = net.mov_in_lane[net.phase_mov_idx[k]]
                         if queue[lane] > 0.0 and gap[lane] >= stall and since >= stall:
                             continue
-                        if _lane_open(net, space, cur, lane):
+                        if _lane_open(net, space, cur, lane, need, spill, spill_all):
                             b_l = min(queue[lane] + cum[lane, e], e / sat)
                             bq_l = min(queue[lane], e / sat)
                             b += b_l
@@ -591,7 +618,7 @@ def adaptive_core(t, net, state, queue, gap, rate, wait, space, profile, params,
             for k in range(a_c, b_c):
                 mv = net.phase_mov_idx[k]
                 lane = net.mov_in_lane[mv]
-                if not _lane_open(net, space, cur, lane):
+                if not _lane_open(net, space, cur, lane, need, spill, spill_all):
                     continue
                 share = 0
                 for k2 in range(a_c, b_c):

@@ -14,6 +14,7 @@ from .base import (
     HOLD,
     INTERVAL_GREEN,
     INTERVAL_OFFLINE,
+    JAM_SPACING,
     MASK64,
     WEIGHT_DENSITY,
     WEIGHT_QUEUE,
@@ -198,13 +199,23 @@ def _distinct_lanes(net, p) -> list[int]:
     return seen
 
 
-def _open(net, space, p, lane) -> bool:
+def _open(net, space, p, lane, need=None, every=False) -> bool:
+    """Whether ``lane`` can move in phase p: one of its movements there (all of them, ``every``) leads nowhere
+    controlled or to a lane with at least ``need[lane]`` vehicles of free storage (default 1)."""
+    ok = []
     for m in _movements(net, p):
-        if int(net.mov_in_lane[m]) == lane:
-            out = int(net.mov_out_lane[m])
-            if out < 0 or float(space[out]) >= 1.0:
-                return True
-    return False
+        if int(net.mov_in_lane[m]) != lane:
+            continue
+        out = int(net.mov_out_lane[m])
+        if out < 0:
+            ok.append(True)
+            continue
+        # need: SPILL_SPACE, or (an entry lane, SPILL_ENTRY > 0) at least that share of the downstream storage
+        spill, entry = (1.0, 0.0) if need is None else need[lane]
+        if entry > 0.0:
+            spill = max(spill, entry * float(net.lane_length[out]) / JAM_SPACING)
+        ok.append(float(space[out]) >= spill)
+    return bool(ok) and (all(ok) if every else any(ok))
 
 
 def _arrivals(profile, lane, k) -> float:
@@ -257,6 +268,11 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
     shift = float(params[A.SHIFT])
     fed = {int(o) for o in net.mov_out_lane if int(o) >= 0}  # lanes a junction's movements feed (platoons)
     ped_max = float(params[A.PED_MAX_WAIT])
+    spill = float(params[A.SPILL_SPACE])
+    every = float(params[A.SPILL_ALL]) >= 0.5
+    # a movement from an entry of the controlled area (a lane no junction feeds) needs SPILL_ENTRY x the
+    # downstream lane's storage free
+    need = [(spill, 0.0 if lane in fed else float(params[A.SPILL_ENTRY])) for lane in range(len(queue))]
     t = float(t)
     remember_crossings(t, net, state)
     for m in range(len(mov_flow)):
@@ -274,12 +290,12 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
         def demand(p):
             s = 0.0
             for lane in _distinct_lanes(net, p):
-                if _open(net, space, p, lane):
+                if _open(net, space, p, lane, need, every):
                     s += float(queue[lane]) + _arrivals(profile, lane, n_score) + age_w * float(wait[lane])
             return s
 
         def green_needed(p):
-            qs = [float(queue[lane]) for lane in _distinct_lanes(net, p) if _open(net, space, p, lane)]
+            qs = [float(queue[lane]) for lane in _distinct_lanes(net, p) if _open(net, space, p, lane, need, every)]
             pmin, pmax = float(net.phase_min[p]), float(net.phase_max[p])
             return min(max(pmin, sat * max([*qs, 0.0])), max(pmax, pmin))
 
@@ -319,7 +335,7 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
                     top = max(demand(p) for p in serving)
                     ped = next(p for p in serving if demand(p) == top)
         cur_lanes = set(_served_lanes(net, cur))
-        open_cur = [lane for lane in _distinct_lanes(net, cur) if _open(net, space, cur, lane)]
+        open_cur = [lane for lane in _distinct_lanes(net, cur) if _open(net, space, cur, lane, need, every)]
         other_lanes: list[int] = []
         for p in _phases(net, j):
             if p == cur:
@@ -359,8 +375,8 @@ def adaptive_reference_core(t, net, state, queue, gap, rate, wait, space, profil
                 # best's lanes that a change now would reach before a queue does: their arrivals
                 # within LOST_TIME + e are spared a stop by changing now rather than in e s
                 n_lost = int(min(max(lost_of(cur), 0.0), profile.shape[1]))
-                spared = [lane for lane in _distinct_lanes(net, best)
-                          if lane in other_lanes and float(queue[lane]) < 1.0 and _open(net, space, best, lane)]
+                spared = [lane for lane in _distinct_lanes(net, best) if lane in other_lanes
+                          and float(queue[lane]) < 1.0 and _open(net, space, best, lane, need, every)]
                 for e in range(1, e_max + 1):
                     if extend:
                         break

@@ -124,13 +124,17 @@ def fused_scenario(draw):
     shift=st.sampled_from([0.0, 1.0, 0.5]),
     order=st.sampled_from([0.0, 2.0, 1.0]),
     ped=st.sampled_from([90.0, 0.0, 60.0, 1e-9]),
+    spill=st.sampled_from([1.0, 0.0, 0.75, 5.0, 31.0]),
+    spill_all=st.sampled_from([0.0, 1.0]),
+    entry=st.sampled_from([0.0, 0.5, 0.05]),
 )
 def test_kernel_matches_reference(sc, sat, kappa, ext, score_h, ring, max_wait, stall, qc, clear_max, stop, lost,
-                                  shift, order, ped):
+                                  shift, order, ped, spill, spill_all, entry):
     net, state, obs = sc
     params = POL.params(SAT_HEADWAY=sat, KAPPA=kappa, EXT_HORIZON=ext, SCORE_HORIZON=score_h, RING=ring,
                         MAX_WAIT=max_wait, STALL_GAP=stall, QUEUE_CLEAR=qc, CLEAR_MAX=clear_max, STOP_COST=stop,
-                        LOST_TIME=lost, SHIFT=shift, ORDER_PREF=order, PED_MAX_WAIT=ped)
+                        LOST_TIME=lost, SHIFT=shift, ORDER_PREF=order, PED_MAX_WAIT=ped, SPILL_SPACE=spill,
+                        SPILL_ALL=spill_all, SPILL_ENTRY=entry)
     out, *_ = both(net, state, obs, params)
     for j, tgt in enumerate(out):  # the rules of base.py
         if tgt == HOLD:
@@ -232,6 +236,56 @@ def test_a_stop_saved_counts_on_both_sides_of_the_extension():
     assert both(net, green(0, 12.0), blocked)[0][0] == HOLD
 
 
+
+def test_a_movement_into_a_lane_without_space_is_not_served():
+    """Phase 1 serves lane 1, a shared lane: one movement to lane 3 (downstream, controlled), one leaving the net.
+    Lane 3 with 2 vehicles of space: served with SPILL_SPACE 1 or 2; not with SPILL_SPACE 3 while every movement
+    must move (SPILL_ALL, the default: the head vehicle bound for lane 3 blocks the lane); with SPILL_ALL off,
+    the movement leaving the net keeps the lane open whatever lane 3's space. (SPILL_ENTRY off: lane 1 is an
+    entry of the controlled area; the next test is about it.)"""
+    net = make_policy_net(
+        jn_phase_ptr=[0, 2], phase_mov_ptr=[0, 1, 3], phase_mov_idx=[0, 1, 2], mov_in_lane=[0, 1, 1],
+        mov_out_lane=[-1, 3, -1], phase_min=[5.0, 5.0], phase_max=[60.0, 60.0], phase_fixed=[30.0, 30.0],
+        phase_next=[1, 0], lane_length=[200.0] * 4,
+    )
+    assert DEFAULT_PARAMS["adaptive"][AdaptiveParam.SPILL_ALL] == 1.0
+
+    def params(**kw):
+        return POL.params(SPILL_ENTRY=0.0, **kw)
+
+    obs = fused(4, 1, 3, queue={1: 4.0}, space={3: 2.0})
+    assert both(net, green(0, 6.0), obs, params())[0][0] == 1
+    assert both(net, green(0, 6.0), obs, params(SPILL_SPACE=3.0, SPILL_ALL=0.0))[0][0] == 1
+    assert both(net, green(0, 6.0), obs, params(SPILL_SPACE=3.0))[0][0] == HOLD
+    assert both(net, green(0, 6.0), obs, params(SPILL_SPACE=2.0))[0][0] == 1
+    # a lane of the current phase feeding a full lane is not held for (queue clearing, extension)
+    net1 = net._replace(phase_mov_idx=np.array([0, 1, 2], np.int32), mov_in_lane=np.array([1, 1, 0], np.int32),
+                        mov_out_lane=np.array([3, -1, -1], np.int32), phase_mov_ptr=np.array([0, 2, 3], np.int32))
+    obs = fused(4, 1, 3, queue={0: 3.0, 1: 6.0}, gap={1: 1.0}, space={3: 0.5})
+    assert both(net1, green(0, 8.0), obs, params(SPILL_ALL=0.0))[0][0] == HOLD
+    assert both(net1, green(0, 8.0), obs, params())[0][0] == 1
+
+
+def test_the_last_places_of_a_lane_are_kept_for_the_vehicles_inside():
+    """SPILL_ENTRY (default 0.5): a movement from a lane that no junction feeds (an entry of the controlled area)
+    moves only while its downstream lane has that share of its storage (200 m / 7.5 m = 26.7 vehicles) free; a
+    lane fed by a junction (lane 2, fed by lane 0's movement) needs only SPILL_SPACE (1 vehicle)."""
+    net = make_policy_net(
+        jn_phase_ptr=[0, 2, 3], phase_mov_ptr=[0, 1, 2, 3], phase_mov_idx=[0, 1, 2], mov_in_lane=[0, 1, 2],
+        mov_out_lane=[2, 3, 3], phase_min=[5.0, 5.0, 5.0], phase_max=[60.0] * 3, phase_fixed=[30.0] * 3,
+        phase_next=[1, 0, 2], lane_length=[200.0] * 4,
+    )
+    state = make_state([0, 2], [INTERVAL_GREEN, INTERVAL_GREEN], [6.0, 6.0], [True, True])
+    assert DEFAULT_PARAMS["adaptive"][AdaptiveParam.SPILL_ENTRY] == 0.5
+    obs = fused(4, 2, 3, queue={1: 4.0, 2: 4.0}, space={2: 50.0, 3: 10.0})
+    assert both(net, state, obs)[0][0] == HOLD  # lane 1 (an entry) needs 13.3 free on lane 3: it has 10
+    assert both(net, state, obs, POL.params(SPILL_ENTRY=0.3))[0][0] == 1  # 8 needed
+    assert both(net, state, obs, POL.params(SPILL_ENTRY=0.0))[0][0] == 1
+    # lane 2 (fed by junction 0) into the same lane 3: served with its 10 places free
+    _out, _rem, _nxt, flow = both(net, state, obs)
+    assert flow[2] > 0.0
+
+
 def test_switches_to_the_queue_when_the_approach_is_empty():
     net = two_phase()
     out, *_ = both(net, green(0, 6.0), fused(2, 1, 2, queue={1: 3.0}))
@@ -270,8 +324,12 @@ def test_blocked_downstream_is_not_served():
     obs = fused(4, 1, 3, queue={1: 5.0, 2: 1.0}, space={3: 0.5})
     out, *_ = both(net, green(0, 8.0), obs)
     assert out[0] == 2  # phase 1 feeds a full lane: skipped
-    obs = fused(4, 1, 3, queue={1: 5.0, 2: 1.0}, space={3: 10.0})
+    # lane 1 is fed by no junction (an entry): it needs SPILL_ENTRY (0.5) x 26.7 places free downstream
+    obs = fused(4, 1, 3, queue={1: 5.0, 2: 1.0}, space={3: 14.0})
     assert both(net, green(0, 8.0), obs)[0][0] == 1
+    obs = fused(4, 1, 3, queue={1: 5.0, 2: 1.0}, space={3: 10.0})
+    assert both(net, green(0, 8.0), obs)[0][0] == 2
+    assert both(net, green(0, 8.0), obs, POL.params(SPILL_ENTRY=0.0))[0][0] == 1
 
 
 def test_queue_clearing_lasts_up_to_clear_max():
