@@ -620,7 +620,7 @@ def _lanes_with(prof):
     return LaneState(x=z, P=z, up=z, rate_est=z, sl_cover=z, adv_cover=z, sl_empty=z, adv_quiet=z, idle=z,
                      cam_full=z, cam_prev=z, cam_prev_valid=z.astype(bool), last_cross=z, queue_since=z,
                      prof_det=prof, blind_q=z, red_for=z, en_route=np.zeros((1, 1)), feed_rate=np.zeros(1),
-                     green_phase=np.zeros(1, np.int64))
+                     beyond=np.zeros(1), green_phase=np.zeros(1, np.int64))
 
 
 def test_green_sets_kernel_equals_the_dense_reference():
