@@ -102,7 +102,8 @@ def tmpdir_short():
 
 
 class Run:
-    """``lintas simulate --controllers process`` on the demo city in its own session (as a terminal's job)."""
+    """``lintas simulate --controllers process`` (on the demo city unless told) in its own session (as a
+    terminal's job)."""
 
     def __init__(self, tmp: Path, tmpdir: Path, *args: str, scenario: Path = DEMO, end: float = 3600) -> None:
         self.tmp, self.tmpdir = tmp, tmpdir
@@ -154,11 +155,24 @@ class Run:
         self.proc.wait(10)
 
 
+@pytest.fixture(scope="module")
+def grid4(tmp_path_factory) -> Path:
+    """A 2x2 grid of signals: four controller processes. The signal tests need several controllers to show that
+    every one of them stops; four are several, and start in a third of the time of the demo city's twelve."""
+    from test_any_scenario import make_grid
+
+    return make_grid(tmp_path_factory.mktemp("grid4"), end=3600.0).parent
+
+
+N_GRID = 4
+
+
 @pytest.fixture
-def run_factory(tmp_path, tmpdir_short):
+def run_factory(tmp_path, tmpdir_short, grid4):
     runs: list[Run] = []
 
     def make(*args: str, **kw) -> Run:
+        kw.setdefault("scenario", grid4)
         r = Run(tmp_path / f"run{len(runs)}", tmpdir_short, *args, **kw)
         runs.append(r)
         return r
@@ -178,7 +192,7 @@ def test_ctrl_c_stops_every_controller_and_leaves_no_sockets(run_factory):
     The batch kills its workers outright (SIGKILL), so the runner cannot remove its ipc folder: the batch
     removes the folders of dead runs before it exits."""
     run = run_factory()
-    ctrls, runner = run.up()
+    ctrls, runner = run.up(N_GRID)
     os.killpg(run.proc.pid, signal.SIGINT)
     run.proc.wait(30)
     _all_gone(ctrls)
@@ -191,7 +205,7 @@ def test_sigterm_to_the_runner_stops_its_controllers(run_factory):
     """The batch's pool cancels a run with SIGTERM to its worker: the runner stops its controllers (STOP, then
     SIGTERM, then SIGKILL to their process group), removes its sockets, and the run is reported failed."""
     run = run_factory()
-    ctrls, runner = run.up()
+    ctrls, runner = run.up(N_GRID)
     os.kill(runner, signal.SIGTERM)
     _all_gone(ctrls)
     _all_gone({runner}, what=lambda _c: True, timeout=10)
@@ -204,7 +218,7 @@ def test_sigkill_of_the_runner_kills_its_controllers_and_the_next_start_sweeps_t
     """SIGKILL of the runner cannot be caught: its controllers die with it all the same (a parent-death
     signal). Its ipc folder stays, and the next run started with that TMPDIR removes it."""
     run = run_factory()
-    ctrls, runner = run.up()
+    ctrls, runner = run.up(N_GRID)
     os.kill(runner, signal.SIGKILL)
     _all_gone(ctrls)
     run.proc.wait(30)
@@ -223,7 +237,7 @@ def test_sigkill_of_the_whole_command_stops_the_run_under_way(run_factory):
     """``lintas simulate`` itself killed outright: its pool's worker hears it (a parent-death SIGTERM), stops its
     controllers, removes its sockets and ends, instead of running on orphaned to the end of the run."""
     run = run_factory()
-    ctrls, runner = run.up()
+    ctrls, runner = run.up(N_GRID)
     os.kill(run.proc.pid, signal.SIGKILL)
     run.proc.wait(10)
     _all_gone(ctrls, timeout=10)

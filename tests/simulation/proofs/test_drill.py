@@ -10,10 +10,12 @@ from simulation.experiments.catalog import REPO
 
 def test_drill_kill_engine_restart_kill_controller_keyless_publisher(tmp_path):
     """The drill passes, and says each step as it completes even when its output is a pipe (not a terminal):
-    the first step's verdict arrives long before the drill ends."""
+    the first step's verdict arrives long before the drill ends. At 4 simulated seconds per wall second (was 2:
+    the drill's clocks are the field's ticks, so every limit it judges is in simulated time; the same timeline
+    in half the wall time)."""
     out = tmp_path / "drill"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "drill", "--out", str(out), "--speed", "2",
+        [sys.executable, "-m", "cli", "drill", "--out", str(out), "--speed", "4",
          "--kill-engine", "60", "--restart-engine", "100", "--kill-controller", "170", "--rogue", "200",
          "--end", "260"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
