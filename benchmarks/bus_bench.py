@@ -156,7 +156,7 @@ def _context(sockets: int):
     import zmq
 
     ctx = zmq.Context()
-    ctx.setsockopt(zmq.MAX_SOCKETS, max(1024, sockets + 64))
+    ctx.set(zmq.MAX_SOCKETS, max(1024, sockets + 64))  # a context option (setsockopt would set a socket default)
     return ctx
 
 
