@@ -673,21 +673,29 @@ def test_fusion_with_its_kernels_equals_its_numpy_reference_bit_for_bit():
         rng = np.random.default_rng(seed)
         fk, fr = Fusion(net), Fusion(net, reference=True)
         n = net.n_detectors
-        for t in range(70):
+        silent = rng.random(n) < 0.15  # never report: no-data, then stale and dead
+        frozen = rng.random(n) < 0.15  # report the same reading every tick
+        f_cnt, f_occ = rng.poisson(1.5, n), rng.uniform(0, 1, n)
+        for t in range(80):
             phase = int(rng.integers(-1, 3))
-            keep = np.flatnonzero(rng.random(n) >= p_drop)
+            keep = np.flatnonzero((rng.random(n) >= p_drop) & ~silent)
             cnt = rng.poisson(1.5, keep.size)
-            occ = np.where(rng.random(keep.size) < 0.2, 1.0, rng.uniform(0, 1, keep.size) * (cnt > 0))
+            u = rng.random(keep.size)
+            occ = np.where(u < 0.2, 1.0, np.where(u < 0.5, rng.uniform(0, 1, keep.size),
+                                                   rng.uniform(0, 1, keep.size) * (cnt > 0)))
+            fz = frozen[keep]
+            cnt, occ = np.where(fz, f_cnt[keep], cnt), np.where(fz, f_occ[keep], occ)
             halt = rng.binomial(cnt, 0.5)
-            batch = m.detector_batch("t", float(t), cnt, occ, halt, index=keep, layout=layout)
-            plan = m.Plan(junction="J", time=float(t), phase=0, green_end=t + float(rng.integers(0, 30)),
+            now = 0.5 * t  # half-second ticks: ages fall on the health thresholds (2.5 s stale)
+            batch = m.detector_batch("t", now, cnt, occ, halt, index=keep, layout=layout, interval=0.5)
+            plan = m.Plan(junction="J", time=now, phase=0, green_end=now + float(rng.integers(0, 30)),
                           next_phase=1, lanes=["E_0"], flows=[float(rng.uniform(0, 0.5))])
             for f in (fk, fr):
                 f.set_signal(0, phase)
                 if t % 7 == 3:
                     f.on_plan(plan)
                 f.update(batch)
-                f.observations(float(t))
+                f.observations(now)
             a, b = _fields(fk), _fields(fr)
             for k, v in a.items():
                 same = np.array_equal(v, b[k], equal_nan=True) if isinstance(v, np.ndarray) else v == b[k]
