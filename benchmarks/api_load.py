@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -28,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote
+
+from benchmarks.runs import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_RPS = 2000.0
@@ -49,20 +50,6 @@ def lintas_command() -> list[str]:
     if found is None:
         raise RuntimeError("cannot find the lintas command (neither beside this Python nor on PATH)")
     return [found]
-
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"python": platform.python_version(), "cpu": cpu, "cores": os.cpu_count(), "node": platform.node(),
-            "system": f"{platform.system()} {platform.release()}",
-            "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
 
 
 # --- the load generator (its own process)

@@ -523,20 +523,10 @@ def _document(net, procs, policy, schedule, loads, results, pub_batch, pub_tick,
         "start_s": round(start_s, 1),
         "refused_commands": sum(c["refused"] for c in results["controllers"]),
         "rows": rows,
-        "machine": {**machine(), "cpu": _cpu_name()},
+        "machine": machine(),
         "code": code_version(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-
-
-def _cpu_name() -> str:
-    import platform
-
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def write(doc: dict, path: Path | None = None) -> Path:

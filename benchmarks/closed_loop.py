@@ -201,7 +201,7 @@ def run(scenarios: list[tuple[str, Path | None, str]] | None = None, end: float 
         transports: tuple[str, ...] = ("inproc", "tcp"), substeps: bool = True, policy: str = "adaptive",
         quick: bool = False, write: bool = True) -> dict:
     """Every scenario (``None``: the defaults); ``quick``: the demo city, 300 s, 1-s steps, inproc."""
-    from benchmarks.engine_bench import machine
+    from benchmarks.runs import machine
     from simulation.experiments.catalog import DEMO
 
     if quick:

@@ -19,26 +19,18 @@ from __future__ import annotations
 
 import gc
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.runs import machine
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 SIZES = (100, 1000, 10000)
 BASE_GRID = 10  # the 10 x 10 grid every size repeats
-
-
-def machine() -> dict:
-    """The machine's description for the JSON (timings depend on it and on its load)."""
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (None, None, None)
-    return {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(), "node": platform.node(), "load_1min": load[0],
-            "note": "timings on a shared machine are noisy: ratios are measured side by side in one run"}
 
 
 def _batches(net, n_ticks: int, seed: int = 1) -> list[bytes]:

@@ -25,7 +25,6 @@ import itertools
 import json
 import math
 import multiprocessing as mp
-import platform
 import shutil
 import statistics
 import tempfile
@@ -33,6 +32,8 @@ import time
 import xml.etree.ElementTree as ET
 from datetime import date, datetime
 from pathlib import Path
+
+from benchmarks.runs import machine
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -283,8 +284,7 @@ def run(train_seeds=TRAIN_SEEDS, test_seeds=TEST_SEEDS, end: float = 3600.0, eve
         "result": result, "per_test_seed": per_seed, "targets": targets, "signal_ablation_under_2_min": ablation,
         "runs": {s: {k: v for k, v in r.items() if k not in ("stream", "truth")} for s, r in runs.items()},
         "wall_s": round(time.perf_counter() - t0, 1),
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                    "cores": mp.cpu_count(), "node": platform.node()},
+        "machine": machine(),
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "eta.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")

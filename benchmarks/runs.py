@@ -32,8 +32,23 @@ def slim(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if k not in BULKY}
 
 
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict:
-    return {"python": platform.python_version(), "node": platform.node(), "cpus": os.cpu_count()}
+    """The machine's description for every benchmark's JSON: timings depend on it and on its load (the 1-minute
+    load average when the figures were written)."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"python": platform.python_version(), "node": platform.node(), "cpu": cpu_name(), "cpus": os.cpu_count(),
+            "cores": os.cpu_count(), "system": f"{platform.system()} {platform.release()}", "load_1min": load}
 
 
 def code_version() -> str | None:

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.api_load import lintas_command, machine
+from benchmarks.api_load import lintas_command
+from benchmarks.runs import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PERIOD = 300
