@@ -105,6 +105,7 @@ def train(data_yaml: Path, out: Path, epochs: int, imgsz: int = 320, seed: int =
                                   simplify=True, device="cpu"))
     if onnx.resolve() != (out / "best.onnx"):
         shutil.move(str(onnx), out / "best.onnx")
+    compact_onnx(out / "best.onnx")
     val = YOLO(str(out / "best.pt")).val(data=str(data_yaml), imgsz=imgsz, batch=batch, device="cpu", workers=0,
                                           plots=False, verbose=False, project=str(out), name="val", exist_ok=True)
     names = val.names if hasattr(val, "names") else {}
@@ -127,6 +128,34 @@ def train(data_yaml: Path, out: Path, epochs: int, imgsz: int = 320, seed: int =
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def compact_onnx(path: Path) -> None:
+    """Store an ONNX model's float weights as float16, each read through a Cast back to float32: half the file, the
+    same graph and inputs. The weights are those of Ultralytics' ``.pt``, which it saves in float16 already; onnxruntime
+    folds the casts when it loads the model, so inference runs in float32 as before."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    keep, casts = [], []
+    for init in graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT and np.prod(init.dims) >= 16:
+            half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "_fp16")
+            keep.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT,
+                                          name=init.name + "_cast"))
+        else:
+            keep.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
 
 
 def _epochs_run(results_csv: Path) -> int | None:
