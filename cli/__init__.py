@@ -169,9 +169,12 @@ def _camera_feed():
     """For ``lintas simulate --cameras``: what renders the cameras' frames, detects, tracks and counts (vision/, the
     [vision] install), handed to the runs (simulation/ may not import vision/)."""
     try:
+        from vision.detect import SHIPPED_ONNX
         from vision.insim import loop_cameras
     except ModuleNotFoundError as exc:
         raise _missing_install(exc, "--cameras") from None
+    if not SHIPPED_ONNX.is_file():  # said before any run starts, not once per run
+        raise CommandError(f"--cameras: the detector's model is missing ({SHIPPED_ONNX})")
     return loop_cameras
 
 
