@@ -558,7 +558,8 @@ class _Cameras:
         self.feed = spec.camera_feed(self.sites, spec.seed)
         self.replaced = set(self.feed.detectors) - field_.dead
         self.det_index = {d: i for i, d in enumerate(net.det_ids)}
-        self.errors = {"ticks": 0, "count_abs": 0.0, "count_bias": 0.0, "halting_abs": 0.0, "readings": 0}
+        self.errors = {"ticks": 0, "count_abs": 0.0, "count_bias": 0.0, "halting_abs": 0.0, "readings": 0,
+                       "e2_count": 0.0}
 
     def batch(self, t: float, batch: m.DetectorBatch) -> m.DetectorBatch:
         """The field's batch with the cameras' readings in place of the lane-area detectors' they stand for."""
@@ -579,6 +580,7 @@ class _Cameras:
             e["readings"] += 1
             e["count_abs"] += abs(r.count - int(count[k]))
             e["count_bias"] += r.count - int(count[k])
+            e["e2_count"] += int(count[k])
             e["halting_abs"] += abs(r.halting - int(halt[k]))
             count[k], occ[k], halt[k] = r.count, r.occupancy, r.halting
         return m.detector_batch(batch.source, batch.time, count, occ, halt, index=cols.index, layout=cols.layout,
@@ -590,7 +592,8 @@ class _Cameras:
                 "detectors": len(self.replaced),
                 # per reading, against the lane-area detector each replaced (vehicles in the zone, and halting)
                 "count_mae": round(e["count_abs"] / n, 3), "count_bias": round(e["count_bias"] / n, 3),
-                "halting_mae": round(e["halting_abs"] / n, 3), **self.feed.stats()}
+                "halting_mae": round(e["halting_abs"] / n, 3), "e2_mean_count": round(e["e2_count"] / n, 3),
+                **self.feed.stats()}
 
     def close(self) -> None:
         self.feed.close()
