@@ -362,9 +362,6 @@ def test_the_worker_on_real_sockets_loses_its_stream_reconnects_and_never_takes_
         ctx.destroy(linger=0)
 
 
-@pytest.mark.xfail(reason="the shipped model is weak yet (validation mAP50 0.05 after 16 CPU epochs on the shared VM, "
-                   "vision/models/MODEL_CARD.md): it detects too little to count; remove when it is retrained",
-                   strict=False)
 def test_the_shipped_model_counts_a_rendered_clip_as_its_ground_truth(tmp_path, shipped):
     """A rendered clip of a SUMO junction (motorcycle-heavy, day), written as an image folder and counted by
     ``lintas vision count`` (the shipped model, the tracker and the counter): per direction the crossings of the line
@@ -421,9 +418,6 @@ def test_the_shipped_model_counts_a_rendered_clip_as_its_ground_truth(tmp_path, 
 
 
 # -- cameras in the loop ----------------------------------------------------------------------------------------------
-@pytest.mark.xfail(reason="the shipped model is weak yet (validation mAP50 0.05 after 16 CPU epochs on the shared VM, "
-                   "vision/models/MODEL_CARD.md): it detects too little to count; remove when it is retrained",
-                   strict=False)
 def test_simulate_with_cameras_feeds_the_engine_what_they_count(tmp_path, shipped):
     """``lintas simulate --cameras C``: each tick every approach of junction C is rendered, detected, tracked and
     counted, and the zones' readings replace the lane-area detectors' in the batch the engine reads. The run's record
