@@ -27,8 +27,10 @@ QUICK: tuple[tuple[str, str], ...] = (
 #: floors of the same-run ratios the engine and loop benches report (their ``ratios``), first match wins.
 #: Measured on the shared 2-core VM (2026-12-08, under load): adaptive kernel ~230 x its reference at 100
 #: junctions, maxpressure ~22 x, fixed ~9 x, actuated ~7 x, random ~3 x, fusion kernels ~3.4 x, columnar batches
-#: ~4.9 x the per-reading form; the closed loop (inproc) 0.30 x SUMO alone, SUMO replaying with Lintas' detectors
-#: 0.25 x. Floors well below, so that a real regression (a kernel fallen back to Python, a loop twice as slow)
+#: ~4.9 x the per-reading form; SUMO replaying with Lintas' detectors 0.25 x. The closed loop (inproc) against SUMO
+#: alone: 0.069 x in a fresh-clone CI run and 0.078-0.091 x on the idle VM (2026-12-08): the quick window is the
+#: demo's first 300 s, where SUMO alone has few vehicles to move and Lintas' fixed cost per step dominates
+#: (docs/performance.md has the full windows). Floors well below, so that a real regression (a kernel fallen back to Python, a loop twice as slow)
 #: fails, not a noisy machine. A ratio no pattern names is printed and not gated.
 FLOORS: tuple[tuple[str, float], ...] = (
     (r"^adaptive kernel x reference", 20.0),
@@ -36,7 +38,7 @@ FLOORS: tuple[tuple[str, float], ...] = (
     (r"kernel x reference", 1.5),
     (r"^fusion kernels x fusion reference", 1.5),
     (r"^columnar batch x per-reading batch", 1.5),
-    (r"^closed loop .* x SUMO alone", 0.15),
+    (r"^closed loop .* x SUMO alone", 0.04),
     (r"replaying x SUMO alone", 0.12),
 )
 

@@ -123,7 +123,7 @@ def test_the_engine_and_loop_ratios_get_their_floors():
     doc = {"ratios": {"adaptive kernel x reference @100": 230.0, "maxpressure kernel x reference @100": 4.0,
                       "closed loop adaptive (inproc) x SUMO alone @bunda_kota": 0.3, "something new @100": 0.01}}
     rows = {r["name"]: r for r in quick.ratio_rows("engine", doc)}
-    assert [rows[n]["floor"] for n in doc["ratios"]] == [20.0, 5.0, 0.15, None]
+    assert [rows[n]["floor"] for n in doc["ratios"]] == [20.0, 5.0, 0.04, None]
     assert [quick._passed(rows[n]) for n in doc["ratios"]] == [True, False, True, True]
     assert "no floor: not gated" in quick.line({**rows["something new @100"], "passed": True})
     empty = quick.ratio_rows("loop", {"ratios": {}})
