@@ -104,6 +104,8 @@ class Engine:
         self.pnet = policy_net(network)
         self.fusion = Fusion(network, fusion_cfg)  # sensor fusion with detector health (engine/fusion/)
         self.feed = FeedWatch(self.fusion, feed_alarm_after)  # the feed alarm: no detector reading at all
+        self._untaken: tuple[float, float] | None = None  # (time, interval) of readings taken, not yet integrated
+        self._untaken_sources: set[str] = set()
         self.commands_sent = 0
         self.ticks_done = 0
         self.stopped = False
@@ -139,7 +141,7 @@ class Engine:
             progressed = True
             if isinstance(msg, m.DetectorBatch):
                 try:
-                    self.fusion.update(msg)
+                    self._take_batch(msg)
                 except ValueError as exc:  # columns of different lengths: dropped and counted, the engine goes on
                     log.warning("dropped a detectors batch: %s", exc)
                     self.sub.stats.drop("malformed-batch")
@@ -166,6 +168,25 @@ class Engine:
             self.step(tk.time)
             progressed = True
         return progressed
+
+    def _take_batch(self, msg: m.DetectorBatch) -> None:
+        """Take a source's readings; the model runs once per tick over every source's (``_integrate_taken``), so a
+        camera worker publishing apart from the loop cabinets, as in the field, does not make fusion integrate
+        its interval twice. A source whose next batch comes before the tick first has the readings pending
+        integrated (its previous interval's counts are never overwritten)."""
+        if msg.source in self._untaken_sources:
+            self._integrate_taken()
+        self.fusion.take_batch(msg)
+        t = float(msg.time)
+        self._untaken = (t if self._untaken is None else max(t, self._untaken[0]), float(msg.interval) or 1.0)
+        self._untaken_sources.add(msg.source)
+
+    def _integrate_taken(self) -> None:
+        """Run fusion's model once on every reading taken since it last ran."""
+        if self._untaken is not None:
+            self.fusion.integrate(*self._untaken)
+        self._untaken = None
+        self._untaken_sources.clear()
 
     def _on_state(self, j: int, st: m.ControllerState) -> None:
         n_ph = int(self.net.jn_phase_ptr[j + 1] - self.net.jn_phase_ptr[j])
@@ -261,6 +282,7 @@ class Engine:
     def step(self, t: float) -> np.ndarray:
         """One control tick at clock time ``t``; returns the targets sent (-1: none)."""
         self.now = t
+        self._integrate_taken()  # the readings of every source taken since the last tick, once
         self._stepped_at = self.wall()
         self._wait_since = None
         # (states that came before the first tick could not be timed by the engine's clock: judged from the next)

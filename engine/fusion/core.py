@@ -43,10 +43,15 @@ class Fusion:
     def update(self, batch: m.DetectorBatch) -> None:
         """Take a detector batch (readings of unknown detectors are counted and ignored) and run the model.
         A malformed batch (columns of different lengths) raises ``ValueError`` before anything changes."""
+        self.take_batch(batch)
+        self.integrate(float(batch.time), float(batch.interval) or 1.0)
+
+    def take_batch(self, batch: m.DetectorBatch) -> None:
+        """Take a detector batch's readings without running the model (``integrate`` runs it, once for every
+        source's batch of an interval). A malformed batch raises ``ValueError`` before anything changes."""
         cols = m.batch_columns(batch)
         self.take(cols.index if cols.index is not None else self._indices(batch.source, cols.detectors),
                   cols.count, cols.occupancy, cols.halting, layout=cols.layout if cols.index is not None else None)
-        self.integrate(float(batch.time), float(batch.interval) or 1.0)
 
     def take(self, index: np.ndarray, count: np.ndarray, occupancy: np.ndarray, halting: np.ndarray,
              layout: str | None = None) -> None:
