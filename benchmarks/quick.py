@@ -30,8 +30,8 @@ QUICK: tuple[tuple[str, str], ...] = (
 #: ~4.9 x the per-reading form; SUMO replaying with Lintas' detectors 0.25 x. The closed loop (inproc) against SUMO
 #: alone: 0.069 x in a fresh-clone CI run and 0.078-0.091 x on the idle VM (2026-12-08): the quick window is the
 #: demo's first 300 s, where SUMO alone has few vehicles to move and Lintas' fixed cost per step dominates
-#: (docs/performance.md has the full windows). Floors well below, so that a real regression (a kernel fallen back to Python, a loop twice as slow)
-#: fails, not a noisy machine. A ratio no pattern names is printed and not gated.
+#: (docs/performance.md has the full windows). Floors well below, so that a real regression (a kernel fallen back
+#: to Python, a loop twice as slow) fails, not a noisy machine. A ratio no pattern names is printed and not gated.
 FLOORS: tuple[tuple[str, float], ...] = (
     (r"^adaptive kernel x reference", 20.0),
     (r"^maxpressure kernel x reference", 5.0),
