@@ -327,7 +327,8 @@ def test_the_worker_on_real_sockets_loses_its_stream_reconnects_and_never_takes_
         b = batches()[-1]
         assert b.source == "cam-NC" and [r.detector for r in m.batch_readings(b)] == ["lintas_cam_NC_0"]
         assert fusion.sensors.unknown == 0 and fusion.readings >= 3
-        assert max(r.count for b in batches() for r in m.batch_readings(b)) >= 1  # it sees the vehicles
+        # it sees the vehicles (the weak shipped model finds few: wait for a frame where it does, as the clip loops)
+        assert until(lambda: max(r.count for b in batches() for r in m.batch_readings(b)) >= 1, 60), proc.stderr
 
         cam.down.set()
         assert until(lambda: "camera-dead" in faults(), 20), faults()
