@@ -16,29 +16,19 @@ Writes ``benchmarks/results/vision.json`` with the machine's description.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.runs import machine
+from vision.track import iou_matrix
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 # -- mAP -------------------------------------------------------------------------------------------------------------
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
-
-
 def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
     """COCO's 101-point interpolated AP of one class."""
     mrec = np.concatenate([[0.0], recall, [1.0]])
@@ -63,7 +53,7 @@ def map50(preds: list[tuple[np.ndarray, np.ndarray, np.ndarray]], truths: list[t
             order = np.argsort(-s)
             b, s = b[order], s[order]
             used = np.zeros(len(gt), bool)
-            iou = _iou(b, gt) if len(gt) and len(b) else np.zeros((len(b), 0))
+            iou = iou_matrix(b, gt) if len(gt) and len(b) else np.zeros((len(b), 0))
             for i in range(len(b)):
                 hit = False
                 if iou.shape[1]:
@@ -160,18 +150,6 @@ def count_clip(detector, seed: int, seconds: float, fps: float, time_of_day: str
             "true": true, "counted": counted, "error": abs(counted - true) / max(true, 1),
             "true_by_class": by_class_true, "counted_by_class": by_class_counted,
             "ms_detect_median": statistics.median(ms_det), "ms_track_count_median": statistics.median(ms_count)}
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
 def run(onnx: Path, pt: Path | None, images: int = 120, seed: int = 2026, clip_seconds: float = 120.0,

@@ -13,6 +13,7 @@ import pytest
 from simulation.experiments.catalog import REPO
 from vision.detect import SHIPPED_ONNX, SHIPPED_PT, DetectorError, OnnxDetector, load_detector
 from vision.render import CLASSES, Style, Vehicle, look_at, render_frame, straight_scene
+from vision.track import iou_matrix
 
 CAM = look_at((-22.0, 0.0), 22.0, 8.0, 0.0, 55.0, 480, 320)
 
@@ -34,16 +35,6 @@ def _frames(n: int = 3):
     return out
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
-
-
 def test_the_shipped_model_is_small_and_finds_rendered_vehicles():
     assert SHIPPED_ONNX.is_file() and SHIPPED_PT.is_file()
     assert SHIPPED_ONNX.stat().st_size + SHIPPED_PT.stat().st_size <= 20 * 2**20
@@ -58,7 +49,7 @@ def test_the_shipped_model_is_small_and_finds_rendered_vehicles():
         total += len(truth)
         if not truth or not len(d):
             continue
-        iou = _iou(np.array([o.box for o in truth]), d.boxes)
+        iou = iou_matrix(np.array([o.box for o in truth]), d.boxes)
         found += int((iou.max(axis=1) >= 0.5).sum())
     assert total >= 10
     assert found >= 0.5 * total, (found, total)  # measured 10 of 15
@@ -76,7 +67,7 @@ def test_both_backends_give_the_same_boxes():
         confident = a.scores > 0.15
         if not confident.any():
             continue
-        iou = _iou(a.boxes[confident], b.boxes) if len(b) else np.zeros((confident.sum(), 1))
+        iou = iou_matrix(a.boxes[confident], b.boxes) if len(b) else np.zeros((confident.sum(), 1))
         best = iou.argmax(axis=1)
         n += int(confident.sum())
         for i, j in enumerate(best):
